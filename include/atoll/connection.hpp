@@ -1,0 +1,153 @@
+#pragma once
+/// @file connection.hpp
+/// One admitted connection (`atl::connection`) and a thread-safe reference to it
+/// (`atl::connection_handle`).
+
+#include <asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "atoll/endpoint.hpp"
+#include "atoll/handler.hpp"
+
+namespace atl {
+
+namespace detail {
+class connection_impl;
+}
+
+class connection_handle;
+
+/// What `connection::send` did with the bytes.
+enum class send_result {
+  ok,            ///< written to the kernel or queued; the queue is at or below the low mark.
+  backpressure,  ///< queued, and the queue is above `write_low_water`: slow down until
+                 ///< `handler::on_writable`.
+  dropped,       ///< not queued: the connection is closing or closed, or this send pushed the
+                 ///< queue past `max_write_buffer` (the connection is then closed as
+                 ///< `close_reason::slow_consumer`).
+};
+
+/// An admitted connection, owned by atoll. A handler receives it by reference in every
+/// callback; the reference stays valid until `on_close` returns.
+///
+/// Thread rules: every member function must be called on the connection's io thread, i.e.
+/// from its handler's callbacks or from work run on `executor()`. From other threads use
+/// `handle()`.
+///
+/// Writes: `send()` first tries a non-blocking write straight to the socket; what the kernel
+/// does not take is copied to the connection's write queue and written, gathered, when the
+/// socket is writable. Nothing sent before `close()` is lost: `close()` waits for the queue.
+/// No call blocks the io thread (atoll never sets SO_LINGER unless configured).
+class connection {
+ public:
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Queues `bytes` for writing (copied unless written at once). See `send_result`.
+  send_result send(std::span<const std::byte> bytes);
+  /// Queues the characters of `text`.
+  send_result send(std::string_view text);
+
+  /// Stops reading and closes once the write queue is empty (`close_reason::local_close`).
+  /// If the queue cannot drain, the connection is aborted after its read timeout.
+  void close();
+  /// Closes now with a TCP reset (SO_LINGER {on, 0}, which never blocks); queued bytes are
+  /// dropped. `on_close` gets `close_reason::local_close` and `errc::aborted`.
+  void abort();
+  /// Sends FIN after the queued bytes (shutdown(SHUT_WR)); reading goes on.
+  void shutdown_write();
+
+  /// Stops reading from the socket (the kernel buffers, then TCP flow control pushes back).
+  /// The read timeout does not run while reading is paused.
+  void pause_reading();
+  /// Undoes `pause_reading()`; the read timeout starts again from now.
+  void resume_reading();
+  /// True between `pause_reading()` and `resume_reading()`.
+  bool reading_paused() const noexcept;
+
+  /// Sets this connection's read timeout (time without incoming data before
+  /// `handler::on_timeout`); 0 disables it. Starts counting from now.
+  void set_read_timeout(std::chrono::milliseconds timeout);
+  /// The current read timeout (0 = none); initially `listener_config::read_timeout`.
+  std::chrono::milliseconds read_timeout() const noexcept;
+
+  /// The peer's address (for Unix sockets an unnamed `AF_UNIX` endpoint). Returned by value:
+  /// connections store addresses compactly (memory per idle connection matters).
+  endpoint peer() const noexcept;
+  /// The local address the connection was accepted on (for Unix sockets the listener's path).
+  endpoint local() const noexcept;
+  /// A server-wide unique id (never reused while the server lives).
+  std::uint64_t id() const noexcept;
+  /// The index of the listener that accepted it (as returned by `server::add_listener`).
+  std::size_t listener() const noexcept;
+  /// The io thread index (0-based) this connection lives on.
+  std::size_t thread_index() const noexcept;
+
+  /// Bytes queued in user space and not yet handed to the kernel.
+  std::size_t buffered_amount() const noexcept;
+  /// False once the connection is closing (after `close()`, `abort()`, an error, EOF).
+  bool is_open() const noexcept;
+
+  /// The executor of the connection's io thread (to run timers or work on that thread).
+  asio::any_io_executor executor() const;
+  /// A thread-safe handle for sending to / closing this connection from other threads.
+  connection_handle handle();
+
+  /// Replaces the handler (e.g. HTTP → WebSocket) once the current callback returns: the old
+  /// handler is destroyed without `on_close`, the new one gets `on_open` and then, if
+  /// `leftover` is not empty, `on_data(leftover)` (copied now: bytes the old handler had read
+  /// past its protocol's end). Queued writes, the slot, and the timeout are kept.
+  void upgrade(std::unique_ptr<handler> next, std::span<const std::byte> leftover = {});
+
+ protected:
+  connection() = default;
+  ~connection() = default;
+
+ private:
+  detail::connection_impl& impl() noexcept;
+  const detail::connection_impl& impl() const noexcept;
+};
+
+/// A copyable, thread-safe reference to a connection. It never keeps a connection open: when
+/// the connection has ended, every call does nothing and returns false. A `true` result means
+/// the work was posted to the connection's io thread; the connection may still end before it
+/// runs, in which case the work is dropped.
+class connection_handle {
+ public:
+  /// An empty handle; every call returns false.
+  connection_handle() = default;
+
+  /// Posts a copy of `bytes` to be sent.
+  bool send(std::span<const std::byte> bytes) const;
+  /// Posts a copy of `text` to be sent.
+  bool send(std::string_view text) const;
+  /// Posts `connection::close()`.
+  bool close() const;
+  /// Posts `connection::abort()`.
+  bool abort() const;
+  /// Posts `fn(connection&)` to run on the connection's io thread, if it is still open then.
+  bool dispatch(std::function<void(connection&)> fn) const;
+
+  /// True when the connection has certainly ended (or the handle is empty).
+  bool expired() const noexcept;
+  /// The connection's id (0 for an empty handle).
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  friend class detail::connection_impl;
+  connection_handle(std::weak_ptr<detail::connection_impl> impl, std::uint64_t id)
+      : impl_(std::move(impl)), id_(id) {}
+
+  std::weak_ptr<detail::connection_impl> impl_;
+  std::uint64_t id_ = 0;
+};
+
+}  // namespace atoll

@@ -1,0 +1,37 @@
+#include "atoll/handler.hpp"
+
+#include "atoll/connection.hpp"
+#include "atoll/stats.hpp"
+
+namespace atl {
+
+void handler::on_timeout(connection& c) { c.close(); }
+void handler::on_shutdown(connection& c) { c.close(); }
+
+std::string_view to_string(close_reason r) noexcept {
+  switch (r) {
+    case close_reason::peer_closed: return "peer_closed";
+    case close_reason::local_close: return "local_close";
+    case close_reason::timeout: return "timeout";
+    case close_reason::error: return "error";
+    case close_reason::slow_consumer: return "slow_consumer";
+    case close_reason::handler_error: return "handler_error";
+    case close_reason::shutdown: return "shutdown";
+    case close_reason::rejected: return "rejected";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(reject_reason r) noexcept {
+  switch (r) {
+    case reject_reason::limit: return "limit";
+    case reject_reason::waiting_room_full: return "waiting_room_full";
+    case reject_reason::wait_expired: return "wait_expired";
+    case reject_reason::emfile: return "emfile";
+    case reject_reason::shutdown: return "shutdown";
+    case reject_reason::refused: return "refused";
+  }
+  return "unknown";
+}
+
+}  // namespace atoll

@@ -1,0 +1,102 @@
+#pragma once
+// One io thread: its io_context, its receive buffer (shared by all its connections: DESIGN.md
+// "Read buffers"), its connection registry (for draining), its read timeouts, its event-loop
+// lag probe and its reserve descriptor for EMFILE.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "asio_types.hpp"
+#include "intrusive_list.hpp"
+#include "listener_counters.hpp"
+#include "read_timeouts.hpp"
+
+namespace atl::detail {
+
+class connection_impl;
+struct registry_tag {};
+
+class io_thread {
+ public:
+  io_thread(std::size_t index, std::size_t receive_buffer_size, std::size_t listener_count);
+  ~io_thread();
+  io_thread(const io_thread&) = delete;
+  io_thread& operator=(const io_thread&) = delete;
+
+  std::size_t index() const noexcept { return index_; }
+  executor_type executor() noexcept { return ctx_.get_executor(); }
+  asio::io_context& context() noexcept { return ctx_; }
+
+  // Starts the thread running the loop; `on_tick` runs on it every lag-probe interval.
+  void start(std::chrono::milliseconds lag_interval, std::function<void()> on_tick);
+  // Stops the loop and joins (from another thread).
+  void stop_and_join();
+  // Destroys the thread's own io objects (timers) while the io_context still exists.
+  void release_io_objects() noexcept;
+  // True when called on this io thread.
+  bool on_this_thread() const noexcept { return current() == this; }
+  static io_thread* current() noexcept;
+
+  listener_counters& counters(std::size_t listener) noexcept { return *counters_[listener]; }
+  std::byte* receive_buffer() noexcept { return receive_buffer_.get(); }
+  std::size_t receive_buffer_size() const noexcept { return receive_buffer_size_; }
+  read_timeouts& timeouts() noexcept { return *timeouts_; }
+
+  // Registry of live connections on this thread (owner thread only).
+  void add(connection_impl& c) noexcept;
+  void remove(connection_impl& c) noexcept;
+  // Shared owners of every live connection (callbacks may end connections while we iterate).
+  std::vector<std::shared_ptr<connection_impl>> connections();
+  std::size_t connection_count() const noexcept {
+    return live_.load(std::memory_order_relaxed);
+  }
+  std::uint64_t next_connection_id(std::size_t thread_count) noexcept {
+    return ++id_counter_ * thread_count + index_;
+  }
+
+  // Reserve descriptor for shedding under EMFILE (owner thread only).
+  int take_spare_fd() noexcept;
+  void restore_spare_fd() noexcept;
+
+  struct lag_snapshot {
+    std::chrono::microseconds max{0};
+    std::chrono::microseconds p99{0};
+  };
+  lag_snapshot lag() const;
+
+ private:
+  void arm_lag_probe();
+
+  const std::size_t index_;
+  std::vector<std::unique_ptr<listener_counters>> counters_;
+  const std::size_t receive_buffer_size_;
+  std::unique_ptr<std::byte[]> receive_buffer_;
+  intrusive_list<connection_impl, registry_tag> registry_;
+  std::atomic<std::size_t> live_{0};
+  std::uint64_t id_counter_ = 0;
+  int spare_fd_ = -1;
+
+  std::chrono::milliseconds lag_interval_{100};
+  clock::time_point lag_expected_{};
+  std::function<void()> on_tick_;
+  std::atomic<std::int64_t> lag_max_us_{0};
+  std::array<std::atomic<std::int64_t>, 128> lag_samples_us_{};
+  std::atomic<std::uint32_t> lag_count_{0};
+
+  // Io objects must be destroyed before their io_context: the context is declared before
+  // the members that use it, so it is destroyed after them.
+  asio::io_context ctx_;
+  std::optional<asio::executor_work_guard<executor_type>> work_;
+  std::unique_ptr<read_timeouts> timeouts_;
+  std::optional<steady_timer> lag_timer_;
+  std::thread thread_;
+};
+
+}  // namespace atl::detail

@@ -1,0 +1,502 @@
+#include "listener.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "acceptor.hpp"
+#include "atoll/error.hpp"
+#include "atoll/log.hpp"
+#include "config_validation.hpp"
+#include "connection_impl.hpp"
+#include "io_thread.hpp"
+#include "server_impl.hpp"
+
+namespace atl::detail {
+
+namespace {
+
+std::string default_name(std::size_t index, const listener_config& c) {
+  return c.name.empty() ? "listener" + std::to_string(index) : c.name;
+}
+
+std::error_code last_errno() { return {errno, std::system_category()}; }
+
+endpoint local_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  return endpoint(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+bool set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+}
+
+// A Unix socket file nobody accepts on (left by a crashed process) is replaced; a live one,
+// or a file that is not a socket, is an error (EADDRINUSE), never silently taken over.
+std::error_code clear_stale_unix_socket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return {};
+  if (!S_ISSOCK(st.st_mode)) return std::make_error_code(std::errc::address_in_use);
+  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return last_errno();
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  const int rc = ::connect(probe, reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  const int err = errno;
+  ::close(probe);
+  if (rc == 0) return std::make_error_code(std::errc::address_in_use);
+  if (err == ECONNREFUSED) ::unlink(path.c_str());
+  return {};
+}
+
+}  // namespace
+
+listener_state::listener_state(server_impl& server, std::size_t index, listener_config config,
+                               handler_factory factory)
+    : server_(server),
+      index_(index),
+      config_(std::move(config)),
+      factory_(std::move(factory)),
+      name_(default_name(index, config_)),
+      sup_(config_.max_connections, config_.max_waiting, [this](waiter&& w, slot&& s) {
+        // Hand the waiter and its slot to the io thread that accepted it. If that never runs
+        // (the server is torn down first), the captured fd and slot are released by RAII.
+        io_thread& t = server_.thread(w.thread);
+        asio::post(t.executor(), [this, &t, w = std::move(w), s = std::move(s)]() mutable {
+          admit(t, std::move(w.fd), std::move(s), w.peer, true);
+        });
+      }) {}
+
+listener_state::~listener_state() = default;
+
+std::vector<std::size_t> listener_state::acceptor_threads() const {
+  const std::size_t n = server_.thread_count();
+  const std::size_t count = config_.num_acceptors == 0 ? n : config_.num_acceptors;
+  std::vector<std::size_t> out;
+  // Spread listeners with few acceptors over different threads.
+  for (std::size_t i = 0; i < count; ++i) out.push_back((index_ + i) % n);
+  return out;
+}
+
+// ---- binding ------------------------------------------------------------------------------
+
+void listener_state::bind(std::error_code& ec, std::string& what) {
+  std::lock_guard lock(mutex_);
+  listen_fds_.clear();
+  bound_.clear();
+  const std::string label = "listener[" + std::to_string(index_) + "] '" + name_ + "'";
+  auto fail = [&](std::error_code e, const std::string& op) {
+    ec = e;
+    what = "atoll: " + label + ": " + op;
+    listen_fds_.clear();
+    bound_.clear();
+  };
+
+  if (config_.adopt_fd >= 0) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(config_.adopt_fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+      return fail(last_errno(), "adopt_fd " + std::to_string(config_.adopt_fd));
+    }
+    if (type != SOCK_STREAM) {
+      return fail(std::make_error_code(std::errc::not_supported),
+                  "adopt_fd " + std::to_string(config_.adopt_fd) + " is not a stream socket");
+    }
+    if (!set_nonblocking(config_.adopt_fd) ||
+        ::listen(config_.adopt_fd, config_.backlog) != 0) {
+      return fail(last_errno(), "listen on adopt_fd " + std::to_string(config_.adopt_fd));
+    }
+    adopted_ = true;
+    // Not owned by a unique_fd: an adopted descriptor survives suspend(); it is closed at
+    // the final stop_accepting().
+    listen_fds_.emplace_back(::dup(config_.adopt_fd));
+    if (!listen_fds_.back()) return fail(last_errno(), "dup adopt_fd");
+    bound_.push_back(local_address(config_.adopt_fd));
+    return;
+  }
+
+  if (!config_.unix_path.empty()) {
+    const std::string& path = config_.unix_path;
+    if (auto e = clear_stale_unix_socket(path)) return fail(e, "bind unix:" + path);
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) return fail(last_errno(), "socket unix:" + path);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::memcpy(sun.sun_path, path.data(), path.size());
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+      return fail(last_errno(), "bind unix:" + path);
+    }
+    if (::listen(fd.get(), config_.backlog) != 0) {
+      const auto e = last_errno();
+      ::unlink(path.c_str());
+      return fail(e, "listen unix:" + path);
+    }
+    bound_.push_back(local_address(fd.get()));
+    listen_fds_.push_back(std::move(fd));
+    return;
+  }
+
+  // TCP: with reuse_port one socket per acceptor, all on one port (a port 0 request binds
+  // the first one and the rest join its port).
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  if (!parse_host(config_.host, resolved_port_ ? resolved_port_ : config_.port, addr,
+                  addr_len)) {
+    return fail(std::make_error_code(std::errc::invalid_argument), "host " + config_.host);
+  }
+  const std::size_t sockets = config_.reuse_port ? acceptor_threads().size() : 1;
+  for (std::size_t i = 0; i < sockets; ++i) {
+    const std::string where = endpoint(reinterpret_cast<sockaddr*>(&addr), addr_len).to_string();
+    unique_fd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                          IPPROTO_TCP));
+    if (!fd) return fail(last_errno(), "socket " + where);
+    const int one = 1;
+    // SO_REUSEADDR: restart without waiting for TIME_WAIT (as Ranch/Thousand Island force).
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (config_.reuse_port &&
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      return fail(last_errno(), "SO_REUSEPORT " + where);
+    }
+    if (addr.ss_family == AF_INET6) {
+      const int v6only = config_.v6_only ? 1 : 0;
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+      return fail(last_errno(), "bind " + where);
+    }
+    if (::listen(fd.get(), config_.backlog) != 0) return fail(last_errno(), "listen " + where);
+    endpoint ep = local_address(fd.get());
+    if (i == 0) {
+      resolved_port_ = ep.port();
+      // Join the port the kernel chose (port 0), for the other reuse_port sockets and for a
+      // resume() after suspend().
+      if (addr.ss_family == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(resolved_port_);
+      } else {
+        reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(resolved_port_);
+      }
+    }
+    bound_.push_back(ep);
+    listen_fds_.push_back(std::move(fd));
+  }
+}
+
+void listener_state::unbind() noexcept {
+  std::lock_guard lock(mutex_);
+  const bool had = !listen_fds_.empty();
+  listen_fds_.clear();
+  bound_.clear();
+  if (had && !adopted_ && !config_.unix_path.empty()) ::unlink(config_.unix_path.c_str());
+  adopted_ = false;
+}
+
+void listener_state::start_accepting() {
+  const auto threads = acceptor_threads();
+  std::vector<std::pair<std::size_t, int>> plan;  // (thread, dup'd fd)
+  int family = AF_INET;
+  {
+    std::lock_guard lock(mutex_);
+    if (!bound_.empty()) family = bound_.front().family();
+    for (std::size_t i = 0; i < threads.size() && !listen_fds_.empty(); ++i) {
+      const int src = listen_fds_[config_.reuse_port ? i : 0].get();
+      // Each acceptor registers its own descriptor with its own thread's epoll; a dup of a
+      // shared socket lets every io thread accept from it.
+      plan.emplace_back(threads[i], ::fcntl(src, F_DUPFD_CLOEXEC, 0));
+    }
+    home_thread_ = threads.front();
+  }
+  suspended_.store(false, std::memory_order_relaxed);
+  server_.execute(home_thread_, [this] {
+    if (!expiry_timer_) expiry_timer_.emplace(server_.thread(home_thread_).executor());
+  });
+  for (auto [t, fd] : plan) {
+    if (fd < 0) {
+      count_accept_error(errno);
+      continue;
+    }
+    server_.execute(t, [this, t = t, fd = fd, family] {
+      auto a = std::make_shared<acceptor>(server_.thread(t), *this, fd, family);
+      a->start();
+      std::lock_guard lock(mutex_);
+      acceptors_.emplace_back(t, std::move(a));
+    });
+  }
+}
+
+void listener_state::stop_accepting(bool final) {
+  std::vector<std::pair<std::size_t, std::shared_ptr<acceptor>>> acceptors;
+  std::vector<unique_fd> closing;
+  {
+    std::lock_guard lock(mutex_);
+    acceptors.swap(acceptors_);
+    if (final || !adopted_) {
+      closing.swap(listen_fds_);
+      bound_.clear();
+    }
+  }
+  suspended_.store(!final, std::memory_order_relaxed);
+  // Each acceptor closes its descriptor on its own thread; a pending wait keeps the object
+  // alive until it has run there.
+  for (auto& [t, a] : acceptors) {
+    server_.execute(t, [a = std::move(a)] { a->stop(); });
+  }
+  const bool closed_socket = !closing.empty();
+  closing.clear();
+  if (final && adopted_ && config_.adopt_fd >= 0) ::close(config_.adopt_fd);
+  // Remove the socket file we created, so clients get ECONNREFUSED/ENOENT, not a hang.
+  if (closed_socket && !adopted_ && !config_.unix_path.empty()) {
+    ::unlink(config_.unix_path.c_str());
+  }
+  reject_all_waiters();
+}
+
+// ---- data path ----------------------------------------------------------------------------
+
+void listener_state::apply_socket_options(int fd) const noexcept {
+  const socket_options& o = config_.socket;
+  const int one = 1;
+  if (o.tcp_nodelay) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (o.keep_alive) ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  if (o.linger) {
+    linger l{1, static_cast<int>(o.linger->count())};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  if (o.receive_buffer_size > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o.receive_buffer_size, sizeof(int));
+  }
+  if (o.send_buffer_size > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o.send_buffer_size, sizeof(int));
+  }
+}
+
+void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* addr,
+                                 socklen_t len) {
+  listener_counters& ctr = t.counters(index_);
+  bump(ctr.accepted);
+  const compact_address peer(addr, len);
+  if (stopping()) return reject(ctr, std::move(fd), reject_reason::shutdown, peer);
+  if (peer.family() != AF_UNIX) apply_socket_options(fd.get());
+
+  if (config_.retry_count == 0) {
+    if (slot s = sup_.try_acquire()) return admit(t, std::move(fd), std::move(s), peer, false);
+    return reject(ctr, std::move(fd), reject_reason::limit, peer);
+  }
+  // With retries, sockets already waiting go first: a newcomer never overtakes them.
+  if (sup_.waiting() == 0) {
+    if (slot s = sup_.try_acquire()) return admit(t, std::move(fd), std::move(s), peer, false);
+  }
+  waiter w{std::move(fd), peer,
+           clock::now() + config_.retry_wait * static_cast<std::int64_t>(config_.retry_count),
+           t.index()};
+  if (!sup_.enqueue(w)) {
+    return reject(ctr, std::move(w.fd), reject_reason::waiting_room_full, peer);
+  }
+  if (server_.has_event_sink()) {
+    server_.emit(event{event_type::waiting, index_, 0, reject_reason::limit,
+                       close_reason::local_close, {}, peer.to_endpoint()});
+  }
+  schedule_expiry();
+}
+
+void listener_state::admit(io_thread& t, unique_fd fd, slot s, const compact_address& peer,
+                           bool after_wait) {
+  if (stopping()) return reject(t.counters(index_), std::move(fd), reject_reason::shutdown, peer);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+  const compact_address local(reinterpret_cast<sockaddr*>(&ss), len);
+  stream_socket sock(t.executor());
+  std::error_code ec;
+  const int family = peer.family() == AF_UNSPEC ? ss.ss_family : peer.family();
+  sock.assign(stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd.get(), ec);
+  if (ec) {
+    count_accept_error(ec.value());
+    return;  // fd closed by unique_fd; slot released by RAII
+  }
+  fd.release();  // owned by the socket now
+  const std::uint64_t id = t.next_connection_id(server_.thread_count()) + 1;
+  auto c = std::make_shared<connection_impl>(t, *this, std::move(s), std::move(sock), peer,
+                                             local, id);
+  c->open(after_wait);
+}
+
+void listener_state::reject(listener_counters& ctr, unique_fd fd, reject_reason why,
+                            const compact_address& peer) {
+  if (!config_.reject_response.empty()) {
+    // Read what the client already sent, so close() sends FIN rather than RST and the
+    // response is not discarded by the client's kernel; one non-blocking send, never waited.
+    char sink[4096];
+    while (::recv(fd.get(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+    ::send(fd.get(), config_.reject_response.data(), config_.reject_response.size(),
+           MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  fd.reset();
+  bump(ctr.rejected[static_cast<std::size_t>(why)]);
+  if (server_.has_event_sink()) {
+    server_.emit(event{event_type::rejected, index_, 0, why, close_reason::rejected,
+                       make_error_code(why == reject_reason::limit ? errc::over_limit
+                                       : why == reject_reason::waiting_room_full
+                                           ? errc::waiting_room_full
+                                       : why == reject_reason::wait_expired ? errc::wait_expired
+                                       : why == reject_reason::emfile ? errc::descriptors_exhausted
+                                       : why == reject_reason::shutdown ? errc::shutting_down
+                                                                        : errc::handler_refused),
+                       peer.to_endpoint()});
+  }
+  if (const auto n = reject_warn_.hit(clock::now(), server_.config().warn_interval)) {
+    log_rejections(n);
+  }
+}
+
+void listener_state::count_accept_error(int err) {
+  {
+    std::lock_guard lock(mutex_);
+    ++accept_errors_[err];
+    last_accept_error_ = err;
+  }
+  if (server_.has_event_sink()) {
+    server_.emit(event{event_type::accept_error, index_, 0, reject_reason::limit,
+                       close_reason::error, std::error_code(err, std::system_category()), {}});
+  }
+  if (const auto n = accept_error_warn_.hit(clock::now(), server_.config().warn_interval)) {
+    log_accept_errors(n);
+  }
+}
+
+void listener_state::warn_handler_exception(std::uint64_t connection_id, const char* what,
+                                            const char* message) {
+  if (const auto n = handler_error_warn_.hit(clock::now(), server_.config().warn_interval)) {
+    atl::logger()->error(
+        "listener '{}': handler exception in {} (connection {}): {}; {} handler exception(s) "
+        "since the last report; each closed only its own connection",
+        name_, what, connection_id, message, n);
+  }
+}
+
+// ---- waiting-room expiry (home thread) -----------------------------------------------------
+
+void listener_state::schedule_expiry() {
+  asio::post(server_.thread(home_thread_).executor(), [this] { arm_expiry(); });
+}
+
+void listener_state::arm_expiry() {
+  if (!expiry_timer_) return;
+  const auto next = sup_.next_deadline();
+  if (!next) return;
+  if (expiry_armed_ && *next >= expiry_at_) return;
+  expiry_armed_ = true;
+  expiry_at_ = *next;
+  expiry_timer_->expires_at(*next);
+  expiry_timer_->async_wait([this](std::error_code ec) {
+    if (ec) return;  // re-armed for an earlier deadline, or cancelled
+    expiry_armed_ = false;
+    expire_waiters();
+    arm_expiry();
+  });
+}
+
+void listener_state::expire_waiters() {
+  listener_counters& ctr = server_.thread(home_thread_).counters(index_);
+  for (auto& w : sup_.take_expired(clock::now())) {
+    reject(ctr, std::move(w.fd), reject_reason::wait_expired, w.peer);
+  }
+}
+
+void listener_state::reject_all_waiters() {
+  listener_counters& ctr = server_.thread(home_thread_).counters(index_);
+  for (auto& w : sup_.take_all()) reject(ctr, std::move(w.fd), reject_reason::shutdown, w.peer);
+}
+
+// ---- stats and warnings ---------------------------------------------------------------------
+
+endpoint listener_state::first_endpoint() const {
+  std::lock_guard lock(mutex_);
+  return bound_.empty() ? endpoint() : bound_.front();
+}
+
+std::vector<endpoint> listener_state::endpoints() const {
+  std::lock_guard lock(mutex_);
+  return bound_;
+}
+
+void listener_state::fill_stats(listener_stats& out) const {
+  out.name = name_;
+  out.suspended = suspended();
+  out.active = sup_.active();
+  out.max_connections = sup_.max_connections();
+  out.waiting = sup_.waiting();
+  {
+    std::lock_guard lock(mutex_);
+    out.endpoints = bound_;
+    out.accept_errors_total = accept_errors_;
+  }
+  for (std::size_t i = 0; i < server_.thread_count(); ++i) {
+    const listener_counters& c = server_.thread(i).counters(index_);
+    auto get = [](const std::atomic<std::uint64_t>& a) {
+      return a.load(std::memory_order_relaxed);
+    };
+    out.accepted_total += get(c.accepted);
+    out.admitted_after_wait_total += get(c.admitted_after_wait);
+    out.bytes_in_total += get(c.bytes_in);
+    out.bytes_out_total += get(c.bytes_out);
+    for (std::size_t r = 0; r < reject_reason_count; ++r) out.rejected_total[r] += get(c.rejected[r]);
+    for (std::size_t r = 0; r < close_reason_count; ++r) out.closed_total[r] += get(c.closed[r]);
+  }
+}
+
+void listener_state::flush_warnings(clock::time_point now) {
+  const auto interval = server_.config().warn_interval;
+  if (const auto n = reject_warn_.due(now, interval)) log_rejections(n);
+  if (const auto n = accept_error_warn_.due(now, interval)) log_accept_errors(n);
+}
+
+void listener_state::log_rejections(std::uint64_t count) {
+  listener_stats s;
+  fill_stats(s);
+  std::string by_reason;
+  for (std::size_t r = 0; r < reject_reason_count; ++r) {
+    if (s.rejected_total[r] == 0) continue;
+    if (!by_reason.empty()) by_reason += ", ";
+    by_reason += fmt::format("{}={}", to_string(static_cast<reject_reason>(r)), s.rejected_total[r]);
+  }
+  atl::logger()->warn(
+      "listener '{}': rejected {} connection(s) since the last report (active {}/{}, waiting "
+      "{}; totals: {})",
+      name_, count, s.active, s.max_connections, s.waiting, by_reason);
+}
+
+void listener_state::log_accept_errors(std::uint64_t count) {
+  int last = 0;
+  {
+    std::lock_guard lock(mutex_);
+    last = last_accept_error_;
+  }
+  atl::logger()->warn(
+      "listener '{}': {} accept error(s) since the last report (last: {}); accepting goes on{}",
+      name_, count, std::strerror(last),
+      (last == EMFILE || last == ENFILE) ? " after a back-off; raise the descriptor limit "
+                                           "(ulimit -n) or lower max_connections"
+                                         : "");
+}
+
+void listener_state::release_io_objects() noexcept {
+  expiry_timer_.reset();
+  std::lock_guard lock(mutex_);
+  acceptors_.clear();
+}
+
+}  // namespace atl::detail
