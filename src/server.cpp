@@ -14,6 +14,12 @@
 namespace atl {
 namespace detail {
 
+namespace {
+void atoll_log_unexpected(const char* what) {
+  atl::logger()->error("internal work on an io thread failed: {}", what);
+}
+}  // namespace
+
 server_impl::server_impl(server_config config) : config_(std::move(config)) {}
 
 server_impl::~server_impl() {
@@ -239,13 +245,23 @@ void server_impl::execute(std::size_t i, std::function<void()> fn,
     return;
   }
   if (here != nullptr) {
-    asio::post(target.executor(), std::move(fn));
+    asio::post(target.executor(), [fn = std::move(fn)] {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        atoll_log_unexpected(e.what());
+      }
+    });
     return;
   }
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();
   asio::post(target.executor(), [fn = std::move(fn), done] {
-    fn();
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      atoll_log_unexpected(e.what());
+    }
     done->set_value();
   });
   if (future.wait_for(limit) != std::future_status::ready) {
