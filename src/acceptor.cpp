@@ -103,8 +103,14 @@ void acceptor::on_ready(std::error_code ec) {
 // descriptor, accept and close them one by one (each gets a prompt FIN/RST instead of hanging
 // in the backlog until it times out), then take the reserve back.
 void acceptor::shed() {
-  const int spare = thread_.take_spare_fd();
-  if (spare < 0) return;
+  int spare = thread_.take_spare_fd();
+  if (spare < 0) {
+    // The reserve was lost earlier (another thread took the slot before we reopened it):
+    // try again now, or shedding would stop for good.
+    thread_.restore_spare_fd();
+    spare = thread_.take_spare_fd();
+    if (spare < 0) return;
+  }
   sys::current().close(spare);
   const int lfd = socket_.native_handle();
   for (int i = 0; i < max_accepts_per_event; ++i) {
