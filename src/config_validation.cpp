@@ -84,6 +84,13 @@ void validate_listener(const listener_config& c, std::size_t i, const server_con
     }
     if (c.max_waiting == 0) refuse(field("max_waiting"), "must be > 0 when retry_count > 0");
     if (c.retry_count > 1'000'000) refuse(field("retry_count"), "must be <= 1000000");
+    // The deadline is now + retry_count x retry_wait: keep it far from overflow.
+    constexpr std::int64_t max_wait_ms = 24LL * 3600 * 1000;
+    if (c.retry_wait.count() > max_wait_ms / static_cast<std::int64_t>(c.retry_count)) {
+      refuse(field("retry_wait"), fmt::format("retry_count x retry_wait must be <= 24 h (got {} "
+                                              "x {} ms)",
+                                              c.retry_count, c.retry_wait.count()));
+    }
   } else if (c.retry_wait.count() < 0) {
     refuse(field("retry_wait"), "must not be negative");
   }

@@ -148,8 +148,10 @@ void connection_impl::on_peer_eof() {
 void connection_impl::pause_reading() {
   if (paused_) return;
   paused_ = true;
-  // A paused connection is not idle by its own choice: its read timeout stops.
-  if (state_ == state::open) thread_.timeouts().remove(*this);
+  // Pausing to wait for something else is not idleness: the timeout stops. But with bytes
+  // queued (backpressure: the peer is not reading) it keeps running, or a peer that neither
+  // reads nor writes would hold its slot forever.
+  if (state_ == state::open && queue_.empty()) thread_.timeouts().remove(*this);
 }
 
 void connection_impl::resume_reading() {
@@ -187,7 +189,7 @@ void connection_impl::on_read_timeout() {
   invoke("on_timeout", [&](handler& h) { h.on_timeout(*this); });
   in_timeout_ = false;
   // The handler kept the connection: give it another full timeout.
-  if (state_ == state::open && !finish_pending_ && !paused_ &&
+  if (state_ == state::open && !finish_pending_ && (!paused_ || !queue_.empty()) &&
       !static_cast<timeout_entry&>(*this).linked()) {
     touch_timeout();
   }
@@ -223,6 +225,7 @@ send_result connection_impl::send(std::span<const std::byte> data) {
   }
   queue_.append(data);
   arm_write();
+  if (paused_ && !static_cast<timeout_entry&>(*this).linked()) touch_timeout();
   if (queue_.size() > listener_.config().write_low_water) {
     want_writable_ = true;
     return send_result::backpressure;
@@ -280,6 +283,7 @@ void connection_impl::after_drain() {
     }
     return;
   }
+  if (paused_ && state_ == state::open) thread_.timeouts().remove(*this);
   if (shutdown_write_pending_) {
     shutdown_write_pending_ = false;
     write_shut_ = true;

@@ -1,6 +1,5 @@
 #include "atoll/server.hpp"
 
-#include <asio/signal_set.hpp>
 #include <algorithm>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
@@ -99,6 +98,17 @@ void server_impl::start_locked() {
     threads_[i]->start(config_.loop_lag_interval, std::move(tick));
   }
   phase_ = phase::running;
+  if (!config_.stop_signals.empty()) {
+    // From start() on, not from run(): a server that is already listening must never be
+    // killed by a stop signal's default action (an orchestrator may send SIGTERM at once).
+    execute(0, [this] {
+      signals_.emplace(thread(0).context());
+      for (int s : config_.stop_signals) signals_->add(s);
+      signals_->async_wait([this](std::error_code ec, int) {
+        if (!ec) request_stop();
+      });
+    });
+  }
   for (auto& l : listeners_) {
     l->start_accepting();
     for (const auto& ep : l->endpoints()) {
@@ -117,22 +127,11 @@ void server_impl::run() {
       start();
     }
   }
-  std::optional<asio::signal_set> signals;
-  if (!config_.stop_signals.empty()) {
-    execute(0, [&] {
-      signals.emplace(thread(0).context());
-      for (int s : config_.stop_signals) signals->add(s);
-      signals->async_wait([this](std::error_code ec, int) {
-        if (!ec) request_stop();
-      });
-    });
-  }
   {
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [&] { return stop_requested_ || phase_ == phase::stopped; });
   }
   stop(std::nullopt);
-  // The threads have ended: the signal set can be destroyed here (its context still exists).
 }
 
 void server_impl::request_stop() noexcept {
@@ -228,6 +227,7 @@ void server_impl::flush_all_warnings() {
 }
 
 void server_impl::teardown() noexcept {
+  signals_.reset();  // an io object: its io_context still exists here
   // Io objects first (their io_contexts must still exist), then the io_contexts (pending
   // handlers they destroy may release slots into listeners), then the listeners.
   for (auto& l : listeners_) l->release_io_objects();

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <asio/signal_set.hpp>
+
 #include "asio_types.hpp"
 #include "atoll/server.hpp"
 #include "io_thread.hpp"
@@ -69,6 +71,8 @@ class server_impl {
   bool stop_requested_ = false;
   std::string last_error_;
   std::mutex stop_mutex_;  // serialises stop()
+  // server_config::stop_signals, handled from start() on, on io thread 0.
+  std::optional<asio::signal_set> signals_;
 };
 
 }  // namespace atl::detail

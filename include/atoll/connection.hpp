@@ -66,7 +66,10 @@ class connection {
   void shutdown_write();
 
   /// Stops reading from the socket (the kernel buffers, then TCP flow control pushes back).
-  /// The read timeout does not run while reading is paused.
+  /// The read timeout does not run while reading is paused and nothing is queued for
+  /// writing. With bytes queued (the usual backpressure case: the peer is not reading what
+  /// we send) it keeps running, so a peer that neither reads nor writes cannot hold a
+  /// connection forever.
   void pause_reading();
   /// Undoes `pause_reading()`; the read timeout starts again from now.
   void resume_reading();

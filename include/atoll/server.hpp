@@ -36,6 +36,9 @@ struct server_config {
   /// listener and kind per interval, carrying the count. Default 1 s.
   std::chrono::milliseconds warn_interval{1000};
   /// Signals that make `run()` drain and return (e.g. {SIGINT, SIGTERM}); empty = none.
+  /// They are handled from `start()` on (so a listening server is never killed by their
+  /// default action) until the server is destroyed; a signal before `run()` makes `run()`
+  /// return at once after draining.
   std::vector<int> stop_signals;
   /// Optional structured-event receiver; see `event_sink`.
   event_sink events;

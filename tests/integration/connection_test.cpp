@@ -2,6 +2,7 @@
 // reading control, timeouts, thread affinity, connection_handle, upgrade, factory refusal.
 #include "atoll/connection.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -637,6 +638,44 @@ TEST(connection, pause_reading_holds_back_data_and_the_timeout_until_resume) {
   }
   s.stop();
   EXPECT_EQ(p->lifecycle_violations(), "");
+}
+
+// Echo that pauses reading on backpressure (the echo example's pattern).
+class backpressure_echo : public atl::test::echo_handler {
+ public:
+  using echo_handler::echo_handler;
+  void on_data(connection& c, std::span<const std::byte> data) override {
+    if (c.send(data) == send_result::backpressure) c.pause_reading();
+  }
+  void on_writable(connection& c) override { c.resume_reading(); }
+};
+
+TEST(connection, a_paused_connection_with_queued_writes_still_times_out) {
+  // A peer that writes but never reads: the handler pauses on backpressure, and with bytes
+  // queued the read timeout keeps running, so the connection cannot hold its slot forever.
+  auto p = std::make_shared<probe>();
+  auto cfg = loopback_listener();
+  cfg.read_timeout = 200ms;
+  cfg.write_low_water = 16 * 1024;
+  cfg.max_write_buffer = 64 * 1024 * 1024;  // never a slow-consumer close here
+  server s(atl::test::threads(1));
+  auto id = s.add_listener(cfg, [p](connection&) -> std::unique_ptr<handler> {
+    return std::make_unique<backpressure_echo>(p);
+  });
+  s.start();
+  auto c = client::connect(s.local_endpoint(id));
+  ASSERT_TRUE(c.valid());
+  ::fcntl(c.fd(), F_SETFL, ::fcntl(c.fd(), F_GETFL) | O_NONBLOCK);
+  const std::string chunk(64 * 1024, 'x');
+  // Write until the kernel pushes back on us too (bounded count), never reading.
+  for (int i = 0; i < 4096; ++i) {
+    if (::send(c.fd(), chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) break;
+  }
+  ASSERT_TRUE(p->wait_closes(1, 10s)) << "the paused connection was never timed out";
+  EXPECT_EQ(p->nth(0).reason, close_reason::timeout);
+  // The slot is released just after on_close returns.
+  EXPECT_TRUE(wait_until([&] { return s.stats().listeners[0].active == 0; }));
+  s.stop();
 }
 
 class short_timeout_handler : public atl::test::echo_handler {
