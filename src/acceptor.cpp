@@ -118,7 +118,10 @@ void acceptor::shed() {
     socklen_t len = sizeof addr;
     const int fd = sys::current().accept4(lfd, reinterpret_cast<sockaddr*>(&addr), &len,
                                           SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) break;
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) listener_.count_accept_error(errno);
+      break;
+    }
     listener_.reject(thread_.counters(listener_.index()), unique_fd(fd), reject_reason::emfile,
                      compact_address(reinterpret_cast<sockaddr*>(&addr), len));
   }
