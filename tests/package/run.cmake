@@ -10,6 +10,8 @@
 #   CONSUMER_SOURCE_DIR  tests/package
 #   WORK_DIR             scratch directory, emptied first
 #   CXX_COMPILER, GENERATOR, MAKE_PROGRAM, BUILD_TYPE, SHARED   as in atoll's build
+#   WEBSOCKET            ON when atoll was built with atoll::websocket: the consumer then also
+#                        builds and runs atoll-package-consumer-ws
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var MODE ATOLL_SOURCE_DIR CONSUMER_SOURCE_DIR WORK_DIR CXX_COMPILER GENERATOR)
@@ -71,6 +73,9 @@ else()
   message(FATAL_ERROR "run.cmake: unknown MODE '${MODE}' (install | subdirectory)")
 endif()
 
+if(WEBSOCKET)
+  list(APPEND configure_args -DATOLL_CONSUMER_WEBSOCKET=ON)
+endif()
 run("configure consumer" "${CMAKE_COMMAND}" ${configure_args})
 if(MODE STREQUAL "install")
   # The package must have come from the fresh prefix, not from anywhere else on the machine.
@@ -107,3 +112,17 @@ if(NOT output MATCHES "listening on 127\\.0\\.0\\.1:[1-9][0-9]*")
   message(FATAL_ERROR "[${MODE}] atoll-package-consumer did not report its bound address")
 endif()
 message(STATUS "[${MODE}] atoll package consumer: ok")
+
+if(WEBSOCKET)
+  execute_process(
+    COMMAND "${WORK_DIR}/build/atoll-package-consumer-ws"
+    RESULT_VARIABLE result
+    OUTPUT_VARIABLE output
+    ERROR_VARIABLE output
+    TIMEOUT 60)
+  message(STATUS "[${MODE}] websocket consumer output:\n${output}")
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "[${MODE}] atoll-package-consumer-ws failed (${result})")
+  endif()
+  message(STATUS "[${MODE}] atoll websocket package consumer: ok")
+endif()
