@@ -1,0 +1,571 @@
+// The WebSocket session layer: the HTTP/1.1 upgrade stage and the RFC 6455 session, both as
+// core handlers (atl::handler), glued to the socket-free codecs of this module.
+
+#include "atoll/ws/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/steady_timer.hpp>
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "atoll/log.hpp"
+#include "atoll/ws/close.hpp"
+#include "atoll/ws/message_reader.hpp"
+#include "atoll/ws/message_writer.hpp"
+
+namespace atl::ws {
+
+namespace {
+
+// What every connection of one upgrade_factory shares (read-only after construction).
+struct endpoint_config {
+  options opts;
+  handshake_options handshake;  // opts.handshake with the deflate policy filled in
+  reader_options reader;
+  handler_maker make;
+  http_fallback fallback;
+};
+
+// A timer whose completion may run after its owner is gone: asio cannot un-queue a completion
+// that is already due when the timer is cancelled or destroyed, so the owner detaches itself
+// and the completion checks `owner` before touching anything.
+template <class Owner>
+struct detachable_timer {
+  explicit detachable_timer(const asio::any_io_executor& ex, Owner* o) : timer(ex), owner(o) {}
+  asio::steady_timer timer;
+  Owner* owner;
+};
+
+std::span<const std::byte> as_bytes(std::string_view s) noexcept {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+constexpr std::size_t max_kept_out_buffer = 64 * 1024;
+
+}  // namespace
+
+namespace detail {
+
+// ---- the session ----------------------------------------------------------------------------
+
+class session_impl final : public ws::session, public atl::handler {
+ public:
+  session_impl(std::shared_ptr<const endpoint_config> config, atl::connection& c,
+               std::unique_ptr<ws::handler> user, std::string subprotocol,
+               std::optional<deflate_params> deflate)
+      : config_(std::move(config)),
+        conn_(&c),
+        user_(std::move(user)),
+        subprotocol_(std::move(subprotocol)),
+        deflate_(deflate),
+        reader_(config_->reader),
+        writer_(role::server) {
+    if (deflate_) {
+      reader_.enable_deflate(*deflate_, config_->opts.compression);
+      writer_.enable_deflate(*deflate_, config_->opts.compression);
+    }
+  }
+
+  ~session_impl() override {
+    if (timer_) {
+      timer_->owner = nullptr;
+      timer_->timer.cancel();
+    }
+  }
+
+  // -- atl::handler -----------------------------------------------------------------------------
+
+  void on_open(atl::connection& c) override {
+    conn_ = &c;
+    c.set_read_timeout(config_->opts.idle_timeout);
+    if (config_->opts.ping_interval.count() > 0) arm_timer(config_->opts.ping_interval);
+    user_->on_open(*this);
+  }
+
+  void on_data(atl::connection&, std::span<const std::byte> data) override {
+    while (state_ == state::open || state_ == state::close_sent) {
+      const read_event ev = reader_.next(data);
+      switch (ev.kind) {
+        case read_kind::need_more:
+          return;
+        case read_kind::message:
+          if (state_ != state::open) break;  // data after our close is discarded (§1.4)
+          if (ev.type == opcode::text) {
+            user_->on_text(*this, ev.text());
+          } else {
+            user_->on_binary(*this, ev.payload);
+          }
+          break;
+        case read_kind::fragment:
+          if (state_ != state::open) break;
+          user_->on_fragment(*this, ev.type, ev.payload, ev.last);
+          break;
+        case read_kind::ping:
+          if (state_ != state::open) break;
+          // §5.5.2: a pong with the identical payload, before anything else we send later.
+          if (!writer_.write_control(opcode::pong, ev.payload, out_)) flush();
+          user_->on_ping(*this, ev.payload);
+          break;
+        case read_kind::pong:
+          if (state_ != state::open) break;
+          user_->on_pong(*this, ev.payload);
+          break;
+        case read_kind::close:
+          on_peer_close(ev.close);
+          return;
+        case read_kind::error:
+          fail(ev.code());
+          return;
+      }
+    }
+  }
+
+  void on_writable(atl::connection&) override {
+    if (state_ == state::open) user_->on_writable(*this);
+  }
+
+  void on_timeout(atl::connection& c) override {
+    if (state_ == state::open) {
+      // Idle: nothing received for idle_timeout. Going away, with the close handshake bounded
+      // by close_timeout.
+      close(close_code::going_away, "idle timeout");
+    } else if (state_ == state::done) {
+      c.close();
+    }
+    // close_sent: the close timer decides.
+  }
+
+  void on_shutdown(atl::connection& c) override {
+    if (state_ == state::open) {
+      user_->on_shutdown(*this);
+    } else if (state_ == state::done) {
+      c.close();
+    }
+  }
+
+  void on_close(atl::connection&, close_reason, std::error_code) override {
+    state_ = state::done;
+    if (timer_) {
+      timer_->owner = nullptr;
+      timer_->timer.cancel();
+      timer_.reset();
+    }
+    if (!closed_reported_) {
+      closed_reported_ = true;
+      user_->on_close(*this, close_code_, close_reason_);
+    }
+  }
+
+  // -- ws::session ------------------------------------------------------------------------------
+
+  send_result send_message(opcode type, std::span<const std::byte> data) {
+    if (state_ != state::open) return send_result::dropped;
+    if (writer_.write_message(type, data, out_)) {
+      // zlib could not compress (out of memory): the compressor is unusable from now on.
+      out_.clear();
+      fail(close_code::internal_error);
+      return send_result::dropped;
+    }
+    return flush();
+  }
+
+  send_result send_fragment(opcode type, std::span<const std::byte> data, bool last) {
+    if (state_ != state::open) return send_result::dropped;
+    if (!writer_.in_message() && type != opcode::text && type != opcode::binary) {
+      return send_result::dropped;  // a message starts as text or binary, nothing else
+    }
+    if (writer_.write_fragment(type, data, last, out_)) {
+      out_.clear();
+      fail(close_code::internal_error);
+      return send_result::dropped;
+    }
+    return flush();
+  }
+
+  send_result ping(std::span<const std::byte> payload) {
+    if (state_ != state::open) return send_result::dropped;
+    if (writer_.write_control(opcode::ping, payload, out_)) return send_result::dropped;
+    return flush();
+  }
+
+  void close(close_code code, std::string_view reason) {
+    if (state_ != state::open) return;
+    if (writer_.write_close(code, reason, out_)) {
+      out_.clear();
+      code = close_code::no_status;
+      reason = {};
+      writer_.write_close(close_code::no_status, {}, out_);
+    }
+    close_code_ = code;
+    close_reason_.assign(reason.data(), std::min(reason.size(), max_close_reason_size));
+    state_ = state::close_sent;
+    flush();
+    // The peer's close, then its FIN, are waited for; close_timeout bounds it.
+    arm_timer(config_->opts.close_timeout);
+  }
+
+  bool is_open() const noexcept { return state_ == state::open; }
+  std::string_view subprotocol() const noexcept { return subprotocol_; }
+  const std::optional<deflate_params>& deflate() const noexcept { return deflate_; }
+  atl::connection& conn() noexcept { return *conn_; }
+  const atl::connection& conn() const noexcept { return *conn_; }
+
+ private:
+  enum class state : std::uint8_t {
+    open,        // messages flow both ways
+    close_sent,  // we sent a close frame; waiting for the peer's (data is discarded)
+    done,        // the close handshake is over or the connection failed; TCP is closing
+  };
+
+  send_result flush() {
+    const send_result r = conn_->send(std::span<const std::byte>(out_));
+    out_.clear();
+    if (out_.capacity() > max_kept_out_buffer) std::vector<std::byte>().swap(out_);
+    return r;
+  }
+
+  void on_peer_close(const close_info& info) {
+    close_code_ = info.code;
+    close_reason_.assign(info.reason);
+    if (state_ == state::open) {
+      // §5.5.1: echo the status code (an empty close for none); we then close TCP first
+      // (§7.1.1: the server should).
+      if (writer_.write_close(info.code, {}, out_)) {
+        out_.clear();
+        writer_.write_close(close_code::no_status, {}, out_);
+      }
+      flush();
+    }
+    end_tcp();
+  }
+
+  // §7.1.7 "Fail the WebSocket Connection": a close frame with the reason's code, then TCP.
+  void fail(close_code code) {
+    if (state_ == state::open) {
+      close_code_ = code;
+      close_reason_.clear();
+      if (!writer_.write_close(code, {}, out_)) flush();
+    }
+    end_tcp();
+  }
+
+  // Our side of the close handshake is over: close TCP after the queue (the server closes
+  // first, §7.1.1). A peer that does not read gets close_timeout, even with idle_timeout 0.
+  void end_tcp() {
+    state_ = state::done;
+    if (timer_) timer_->timer.cancel();
+    conn_->set_read_timeout(config_->opts.close_timeout);
+    conn_->close();
+  }
+
+  void arm_timer(std::chrono::milliseconds after) {
+    if (!timer_) {
+      timer_ = std::make_shared<detachable_timer<session_impl>>(conn_->executor(), this);
+    }
+    timer_->timer.expires_after(after);
+    timer_->timer.async_wait([t = timer_](std::error_code ec) {
+      if (ec || t->owner == nullptr) return;
+      t->owner->on_timer();
+    });
+  }
+
+  void on_timer() {
+    switch (state_) {
+      case state::open:
+        // Keepalive; a dead peer is caught by idle_timeout (no pong, no data).
+        ping({});
+        arm_timer(config_->opts.ping_interval);
+        break;
+      case state::close_sent:
+        // close_timeout: the peer never answered our close.
+        end_tcp();
+        break;
+      case state::done:
+        break;  // a keepalive tick after the end: TCP is closing already
+
+    }
+  }
+
+  std::shared_ptr<const endpoint_config> config_;
+  atl::connection* conn_;
+  std::unique_ptr<ws::handler> user_;
+  std::string subprotocol_;
+  std::optional<deflate_params> deflate_;
+  message_reader reader_;
+  message_writer writer_;
+  std::vector<std::byte> out_;  // frames being built; sent (copied or written) at once
+  std::shared_ptr<detachable_timer<session_impl>> timer_;
+  state state_ = state::open;
+  bool closed_reported_ = false;
+  close_code close_code_ = close_code::abnormal;
+  std::string close_reason_;
+};
+
+// ---- the HTTP/1.1 upgrade stage ------------------------------------------------------------
+
+class http_stage final : public atl::handler {
+ public:
+  explicit http_stage(std::shared_ptr<const endpoint_config> config)
+      : config_(std::move(config)), parser_(config_->opts.http) {}
+
+  ~http_stage() override {
+    if (timer_) {
+      timer_->owner = nullptr;
+      timer_->timer.cancel();
+    }
+  }
+
+  void on_open(atl::connection& c) override {
+    conn_ = &c;
+    arm_request_timer();
+  }
+
+  void on_data(atl::connection& c, std::span<const std::byte> data) override {
+    while (!data.empty() && !done_) {
+      const parse_result r = parser_.parse(data);
+      if (r.status == parse_status::need_more) return;
+      if (r.status == parse_status::error) {
+        refuse(c, format_error_response(r.ec));
+        return;
+      }
+      const std::span<const std::byte> rest = data.subspan(r.consumed);
+      const http_request& request = parser_.request();
+      if (config_->fallback && !is_websocket_upgrade(request)) {
+        if (!serve_fallback(c, request)) return;
+        parser_.reset();
+        arm_request_timer();
+        data = rest;
+        continue;
+      }
+      upgrade(c, request, rest);
+      return;
+    }
+  }
+
+  void on_close(atl::connection&, close_reason, std::error_code) override { detach_timer(); }
+
+ private:
+  void refuse(atl::connection& c, const std::string& response) {
+    done_ = true;
+    detach_timer();
+    c.send(response);
+    c.close();
+  }
+
+  // Returns true when the connection stays for another request.
+  bool serve_fallback(atl::connection& c, const http_request& request) {
+    if (request.content_length().value_or(0) > 0 || request.header("Transfer-Encoding")) {
+      refuse(c, format_error_response(413, "request bodies are not supported\n"));
+      return false;
+    }
+    try {
+      config_->fallback(request, c);
+    } catch (const std::exception& e) {
+      atl::logger()->error("ws: connection {}: http fallback threw: {}", c.id(), e.what());
+      refuse(c, format_error_response(500));
+      return false;
+    } catch (...) {
+      atl::logger()->error("ws: connection {}: http fallback threw", c.id());
+      refuse(c, format_error_response(500));
+      return false;
+    }
+    if (!c.is_open()) {
+      done_ = true;
+      return false;
+    }
+    if (!request.keep_alive()) {
+      done_ = true;
+      c.close();
+      return false;
+    }
+    return true;
+  }
+
+  void upgrade(atl::connection& c, const http_request& request,
+               std::span<const std::byte> leftover) {
+    handshake_result hs;
+    std::unique_ptr<ws::handler> user;
+    try {
+      hs = accept_handshake(request, config_->handshake);
+      if (!hs.accepted()) {
+        refuse(c, hs.response);
+        return;
+      }
+      user = config_->make(request, c);
+    } catch (const std::exception& e) {
+      atl::logger()->error("ws: connection {}: upgrade hook threw: {}", c.id(), e.what());
+      refuse(c, format_error_response(500));
+      return;
+    } catch (...) {
+      atl::logger()->error("ws: connection {}: upgrade hook threw", c.id());
+      refuse(c, format_error_response(500));
+      return;
+    }
+    if (!user) {
+      refuse(c, format_error_response(404));
+      return;
+    }
+    done_ = true;
+    detach_timer();
+    if (c.send(hs.response) == send_result::dropped) return;
+    c.upgrade(std::make_unique<session_impl>(config_, c, std::move(user),
+                                             std::move(hs.subprotocol), hs.deflate),
+              leftover);
+  }
+
+  void arm_request_timer() {
+    const auto timeout = config_->opts.request_timeout;
+    if (timeout.count() <= 0 || conn_ == nullptr) return;
+    if (!timer_) timer_ = std::make_shared<detachable_timer<http_stage>>(conn_->executor(), this);
+    timer_->timer.expires_after(timeout);
+    timer_->timer.async_wait([t = timer_](std::error_code ec) {
+      if (ec || t->owner == nullptr) return;
+      // The request head did not arrive in time: close without an answer (a slow-loris peer
+      // does not deserve one, and a 408 would race with its next bytes).
+      t->owner->done_ = true;
+      t->owner->conn_->close();
+    });
+  }
+
+  void detach_timer() {
+    if (!timer_) return;
+    timer_->owner = nullptr;
+    timer_->timer.cancel();
+    timer_.reset();
+  }
+
+  std::shared_ptr<const endpoint_config> config_;
+  http_request_parser parser_;
+  atl::connection* conn_ = nullptr;
+  std::shared_ptr<detachable_timer<http_stage>> timer_;
+  bool done_ = false;
+};
+
+}  // namespace detail
+
+// ---- ws::handler ------------------------------------------------------------------------------
+
+void handler::on_shutdown(session& s) { s.close(close_code::going_away, "server shutting down"); }
+
+// ---- ws::session ------------------------------------------------------------------------------
+
+detail::session_impl& session::impl() noexcept { return static_cast<detail::session_impl&>(*this); }
+const detail::session_impl& session::impl() const noexcept {
+  return static_cast<const detail::session_impl&>(*this);
+}
+
+send_result session::send_text(std::string_view text) {
+  return impl().send_message(opcode::text, as_bytes(text));
+}
+send_result session::send_binary(std::span<const std::byte> data) {
+  return impl().send_message(opcode::binary, data);
+}
+send_result session::send_fragment(opcode type, std::span<const std::byte> data, bool last) {
+  return impl().send_fragment(type, data, last);
+}
+send_result session::ping(std::span<const std::byte> payload) { return impl().ping(payload); }
+send_result session::ping(std::string_view payload) { return impl().ping(as_bytes(payload)); }
+void session::close(close_code code, std::string_view reason) { impl().close(code, reason); }
+std::size_t session::buffered_amount() const noexcept { return impl().conn().buffered_amount(); }
+bool session::is_open() const noexcept { return impl().is_open(); }
+std::string_view session::subprotocol() const noexcept { return impl().subprotocol(); }
+const std::optional<deflate_params>& session::deflate() const noexcept { return impl().deflate(); }
+endpoint session::peer() const noexcept { return impl().conn().peer(); }
+std::uint64_t session::id() const noexcept { return impl().conn().id(); }
+atl::connection& session::connection() noexcept { return impl().conn(); }
+session_handle session::handle() { return session_handle(impl().conn().handle(), &impl()); }
+
+// ---- ws::session_handle -----------------------------------------------------------------------
+
+bool session_handle::dispatch(std::function<void(session&)> fn) const {
+  if (session_ == nullptr) return false;
+  return conn_.dispatch([s = session_, fn = std::move(fn)](atl::connection&) { fn(*s); });
+}
+
+bool session_handle::send_text(std::string text) const {
+  return dispatch([text = std::move(text)](session& s) { s.send_text(text); });
+}
+bool session_handle::send_text(std::shared_ptr<const std::string> text) const {
+  if (!text) return false;
+  return dispatch([text = std::move(text)](session& s) { s.send_text(*text); });
+}
+bool session_handle::send_binary(std::vector<std::byte> data) const {
+  return dispatch([data = std::move(data)](session& s) { s.send_binary(data); });
+}
+bool session_handle::send_binary(std::span<const std::byte> data) const {
+  return send_binary(std::vector<std::byte>(data.begin(), data.end()));
+}
+bool session_handle::close(close_code code, std::string reason) const {
+  return dispatch([code, reason = std::move(reason)](session& s) { s.close(code, reason); });
+}
+
+// ---- helpers and the factory ------------------------------------------------------------------
+
+std::string format_http_response(unsigned status, std::string_view content_type,
+                                 std::string_view body, bool keep_alive,
+                                 std::string_view extra_headers) {
+  std::string out;
+  out.reserve(128 + content_type.size() + extra_headers.size() + body.size());
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += reason_phrase(status);
+  out += "\r\n";
+  if (!content_type.empty()) {
+    out += "Content-Type: ";
+    out += content_type;
+    out += "\r\n";
+  }
+  out += "Content-Length: ";
+  out += std::to_string(body.size());
+  out += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+  out += extra_headers;
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
+namespace {
+
+void validate(const options& o) {
+  auto bad = [](std::string_view field, std::string_view why) {
+    throw std::invalid_argument("atoll: ws::options." + std::string(field) + ": " +
+                                std::string(why));
+  };
+  if (o.close_timeout.count() <= 0) bad("close_timeout", "must be > 0");
+  if (o.idle_timeout.count() < 0) bad("idle_timeout", "must be >= 0 (0 = never)");
+  if (o.ping_interval.count() < 0) bad("ping_interval", "must be >= 0 (0 = off)");
+  if (o.request_timeout.count() < 0) bad("request_timeout", "must be >= 0 (0 = no limit)");
+  if (o.http.max_request_line == 0) bad("http.max_request_line", "must be > 0");
+  if (o.http.max_header_bytes == 0) bad("http.max_header_bytes", "must be > 0");
+  if (o.http.max_headers == 0) bad("http.max_headers", "must be > 0");
+  if (o.deflate) validate_deflate_options(o.compression, "ws::options.compression.");
+}
+
+}  // namespace
+
+atl::handler_factory upgrade_factory(options opts, handler_maker make, http_fallback fallback) {
+  validate(opts);
+  if (!make) throw std::invalid_argument("atoll: ws::upgrade_factory: make_handler is empty");
+  auto config = std::make_shared<endpoint_config>();
+  config->handshake = opts.handshake;
+  config->handshake.deflate.reset();
+  if (opts.deflate) config->handshake.deflate = opts.compression;
+  config->reader.local_role = role::server;
+  config->reader.max_frame_size = opts.max_frame_size;
+  config->reader.max_message_size = opts.max_message_size;
+  config->reader.stream_fragments = opts.stream_fragments;
+  config->opts = std::move(opts);
+  config->make = std::move(make);
+  config->fallback = std::move(fallback);
+  std::shared_ptr<const endpoint_config> shared = std::move(config);
+  return [shared](atl::connection&) -> std::unique_ptr<atl::handler> {
+    return std::make_unique<detail::http_stage>(shared);
+  };
+}
+
+}  // namespace atl::ws
