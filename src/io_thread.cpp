@@ -24,7 +24,10 @@ io_thread::io_thread(std::size_t index, std::size_t receive_buffer_size,
       receive_buffer_size_(receive_buffer_size),
       receive_buffer_(std::make_unique_for_overwrite<std::byte[]>(receive_buffer_size)),
       spare_fd_(open_spare_fd()),
-      ctx_(1),  // concurrency hint 1: one thread runs this context, Asio may skip locking
+      // Reactor locking off: every descriptor and timer of this context is created, used and
+      // destroyed on this thread only (cross-thread work is posted, and posting keeps the
+      // scheduler's locking). Measured: -11..15 % instructions per echoed message.
+      ctx_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       work_(asio::make_work_guard(ctx_.get_executor())),
       timeouts_(std::make_unique<read_timeouts>(ctx_.get_executor())) {
   counters_.reserve(listener_count);
