@@ -1,0 +1,618 @@
+#!/usr/bin/env python3
+"""Turns the raw results of bench/run into bench/RESULTS.md and gnuplot PNGs.
+
+    python3 bench/report.py RESULTS_DIR OUT.md PLOTS_DIR
+
+RESULTS_DIR holds machine.env and the JSON lines written by bench/run (echo.jsonl,
+churn.jsonl, idle.jsonl, overload.jsonl, micro.json). Medians over rounds; ratios are
+atoll / bare Asio. bench/profile.md (hand-written: where the CPU goes) is appended if present.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+
+def load_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=3):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+class report:
+    def __init__(self, results_dir, plots_dir, rel_plots):
+        self.dir = results_dir
+        self.plots = plots_dir
+        self.rel_plots = rel_plots
+        self.env = {}
+        with open(os.path.join(results_dir, "machine.env")) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    self.env[k] = v
+        self.echo = load_lines(os.path.join(results_dir, "echo.jsonl"))
+        self.churn = load_lines(os.path.join(results_dir, "churn.jsonl"))
+        self.idle = load_lines(os.path.join(results_dir, "idle.jsonl"))
+        self.overload = load_lines(os.path.join(results_dir, "overload.jsonl"))
+        micro_path = os.path.join(results_dir, "micro.json")
+        self.micro = json.load(open(micro_path)) if os.path.exists(micro_path) else None
+        self.targets = []  # (target, measured, verdict)
+        self.out = []
+        self.gnuplot = shutil.which("gnuplot")
+        self.plot_files = []
+
+    def provisional(self):
+        # The load average at the start (before bench/run's own build raised it) and the CPU
+        # share others used right before measuring; older runs only have loadavg_before.
+        load = float(self.env.get("loadavg_start", self.env.get("loadavg_before", "0")) or 0)
+        busy = float(self.env.get("cpu_busy_before_pct", "0") or 0)
+        return load > 0.5 or busy > 10 or self.env.get("quick") == "1"
+
+    # ---- echo -------------------------------------------------------------------------
+    def echo_table(self):
+        rows = {}
+        for rec in self.echo:
+            r = rec["result"]
+            key = (rec["server"], r["connections"])
+            rows.setdefault(key, []).append((rec["round"], r))
+        conns = sorted({k[1] for k in rows})
+        self.echo_medians = {}
+        lines = [
+            "| connections | server | msgs/s | server user µs/msg | server sys µs/msg | server CPU µs/msg (exact) | p50 µs | p99 µs | p99.9 µs | load-gen CPU % |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in conns:
+            for s in ("atoll", "asio"):
+                runs = [r for _, r in rows.get((s, c), [])]
+                if not runs:
+                    continue
+                m = {
+                    "msgs": median([r["msgs_per_s"] for r in runs]),
+                    "user": median([get(r, "server", "user_us_per_msg") for r in runs]),
+                    "sys": median([get(r, "server", "sys_us_per_msg") for r in runs]),
+                    "cpu": median([get(r, "server", "on_cpu_us_per_msg") or get(r, "server", "cpu_us_per_msg") for r in runs]),
+                    "p50": median([get(r, "latency_us", "p50") for r in runs]),
+                    "p99": median([get(r, "latency_us", "p99") for r in runs]),
+                    "p999": median([get(r, "latency_us", "p999") for r in runs]),
+                    "load": median([r.get("load_cpu_pct") for r in runs]),
+                    "n": len(runs),
+                }
+                self.echo_medians[(s, c)] = m
+                name = "atoll" if s == "atoll" else "bare Asio"
+                lines.append(
+                    f"| {c} | {name} | {fmt(m['msgs'])} | {fmt(m['user'])} | {fmt(m['sys'])} | {fmt(m['cpu'])} | {fmt(m['p50'])} | {fmt(m['p99'])} | {fmt(m['p999'])} | {fmt(m['load'], 2)} |"
+                )
+        # Paired ratios: atoll's run r against bare Asio's run r (adjacent in time).
+        ratio_lines = [
+            "| connections | msgs/s ratio | user CPU/msg ratio | total CPU/msg ratio | paired user-CPU ratios, min–max |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        self.echo_ratios = {}
+        for c in conns:
+            a = self.echo_medians.get(("atoll", c))
+            b = self.echo_medians.get(("asio", c))
+            if not a or not b:
+                continue
+            pa = {rd: r for rd, r in rows.get(("atoll", c), [])}
+            pb = {rd: r for rd, r in rows.get(("asio", c), [])}
+            paired = [
+                ratio(get(pa[k], "server", "user_us_per_msg"), get(pb[k], "server", "user_us_per_msg"))
+                for k in sorted(set(pa) & set(pb))
+            ]
+            paired = [p for p in paired if p is not None]
+            rr = {
+                "msgs": ratio(a["msgs"], b["msgs"]),
+                "user": ratio(a["user"], b["user"]),
+                "cpu": ratio(a["cpu"], b["cpu"]),
+            }
+            self.echo_ratios[c] = rr
+            spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else "n/a"
+            ratio_lines.append(
+                f"| {c} | {fmt(rr['msgs'])} | {fmt(rr['user'])} | {fmt(rr['cpu'])} | {spread} |"
+            )
+            self.targets.append(
+                (
+                    f"echo 64 B, {c} conn: server user CPU/msg ≤ 1.0× bare Asio (aim ≤ 0.7×)",
+                    f"{fmt(rr['user'])}× (user: 10 ms ticks; exact total CPU {fmt(rr['cpu'])}×)",
+                    verdict(rr["user"] is not None and rr["user"] <= 1.0)
+                    + (" (aim met)" if rr["user"] is not None and rr["user"] <= 0.7 else ""),
+                )
+            )
+            self.targets.append(
+                (
+                    f"echo 64 B, {c} conn: msgs/s ≥ 0.95× bare Asio",
+                    f"{fmt(rr['msgs'])}×",
+                    verdict(rr["msgs"] is not None and rr["msgs"] >= 0.95),
+                )
+            )
+        return lines, ratio_lines, conns
+
+    def echo_plots(self, conns):
+        if not self.echo_medians:
+            return
+        dat = os.path.join(self.dir, "echo.dat")
+        with open(dat, "w") as f:
+            f.write("# conns atoll_msgs asio_msgs atoll_user asio_user atoll_sys asio_sys\n")
+            for c in conns:
+                a = self.echo_medians.get(("atoll", c), {})
+                b = self.echo_medians.get(("asio", c), {})
+                vals = [a.get("msgs"), b.get("msgs"), a.get("user"), b.get("user"), a.get("sys"), b.get("sys")]
+                f.write(f'"{c}" ' + " ".join("0" if v is None else f"{v:.6g}" for v in vals) + "\n")
+        self.plot(
+            "echo_throughput.png",
+            f"""
+set title "Echo 64 B ping-pong: messages/s by connection count (median of rounds)"
+set ylabel "messages / s"
+set xlabel "connections"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set key top left
+plot '{dat}' using 2:xtic(1) title "atoll" lc rgb "#1f77b4", '' using 3 title "bare Asio" lc rgb "#aaaaaa"
+""",
+        )
+        self.plot(
+            "echo_cpu_per_msg.png",
+            f"""
+set title "Echo 64 B: server CPU per message (median of rounds; log scale)"
+set ylabel "µs of server CPU per message"
+set xlabel "connections"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [0.5:*]
+set grid ytics
+set key top right
+plot '{dat}' using 4:xtic(1) title "atoll, user" lc rgb "#1f77b4", \\
+     '' using 5 title "bare Asio, user" lc rgb "#aaaaaa", \\
+     '' using ($4+$6) title "atoll, user + system" lc rgb "#9ecae1", \\
+     '' using ($5+$7) title "bare Asio, user + system" lc rgb "#dddddd"
+""",
+        )
+
+    # ---- churn ------------------------------------------------------------------------
+    def churn_table(self):
+        by = {}
+        for rec in self.churn:
+            by.setdefault(rec["server"], []).append(rec["result"])
+        lines = [
+            "| server | conns/s | errors (all rounds) | connect p50 µs | connect p99 µs | cycle p99 µs | server CPU µs/conn | server user µs/conn |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        med = {}
+        for s in ("atoll", "asio"):
+            runs = by.get(s, [])
+            if not runs:
+                continue
+            m = {
+                "cps": median([r["conns_per_s"] for r in runs]),
+                "errors": sum(r["errors_total"] for r in runs),
+                "c50": median([get(r, "connect_latency_us", "p50") for r in runs]),
+                "c99": median([get(r, "connect_latency_us", "p99") for r in runs]),
+                "y99": median([get(r, "cycle_us", "p99") for r in runs]),
+                "cpu": median([get(r, "server", "on_cpu_us_per_conn") or get(r, "server", "cpu_us_per_conn") for r in runs]),
+                "user": median([get(r, "server", "user_us_per_conn") for r in runs]),
+            }
+            med[s] = m
+            lines.append(
+                f"| {'atoll' if s == 'atoll' else 'bare Asio'} | {fmt(m['cps'])} | {m['errors']} | {fmt(m['c50'])} | {fmt(m['c99'])} | {fmt(m['y99'])} | {fmt(m['cpu'])} | {fmt(m['user'])} |"
+            )
+        if "atoll" in med and "asio" in med:
+            r = ratio(med["atoll"]["cps"], med["asio"]["cps"])
+            lines.append("")
+            lines.append(
+                f"atoll / bare Asio: connections/s **{fmt(r)}×**, server CPU per connection "
+                f"{fmt(ratio(med['atoll']['cpu'], med['asio']['cpu']))}×."
+            )
+            self.targets.append(
+                ("churn: connections/s ≥ 0.95× bare Asio", f"{fmt(r)}×", verdict(r is not None and r >= 0.95))
+            )
+        return lines
+
+    # ---- idle -------------------------------------------------------------------------
+    def idle_table(self):
+        by = {}
+        for rec in self.idle:
+            by.setdefault(rec["server"], []).append(rec["result"])
+        lines = [
+            "| server | connections held | RSS before | RSS with connections | RSS per connection (bytes) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        med = {}
+        for s in ("atoll", "asio"):
+            runs = by.get(s, [])
+            if not runs:
+                continue
+            m = {
+                "held": median([r["established"] for r in runs]),
+                "before": median([get(r, "server", "rss_before_kib") for r in runs]),
+                "after": median([get(r, "server", "rss_kib") for r in runs]),
+                "per": median([get(r, "server", "rss_bytes_per_conn") for r in runs]),
+            }
+            med[s] = m
+            lines.append(
+                f"| {'atoll' if s == 'atoll' else 'bare Asio'} | {fmt(m['held'])} | {fmt(m['before'])} KiB | {fmt(m['after'])} KiB | {fmt(m['per'])} |"
+            )
+        if "atoll" in med:
+            per = med["atoll"]["per"]
+            self.targets.append(
+                (
+                    "idle: ≤ 512 bytes of server RSS per idle connection at 10,000",
+                    f"{fmt(per)} B" + (f" (bare Asio {fmt(med['asio']['per'])} B)" if "asio" in med else ""),
+                    verdict(per is not None and per <= 512),
+                )
+            )
+            dat = os.path.join(self.dir, "idle.dat")
+            with open(dat, "w") as f:
+                for s, label in (("atoll", "atoll"), ("asio", "bare Asio (4 KiB buffer)")):
+                    if s in med and med[s]["per"] is not None:
+                        f.write(f'"{label}" {med[s]["per"]:.1f}\n')
+            self.plot(
+                "idle_rss.png",
+                f"""
+set title "Server RSS per idle connection at 10,000 connections (median of rounds)"
+set ylabel "bytes per connection"
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set yrange [0:*]
+set key top left
+plot '{dat}' using 2:xtic(1) title "RSS / connection" lc rgb "#1f77b4", 512 with lines lw 2 dt 2 lc rgb "#d62728" title "target 512 B"
+""",
+            )
+        return lines
+
+    # ---- overload -----------------------------------------------------------------------
+    def overload_table(self):
+        by = {}
+        for rec in self.overload:
+            by.setdefault(rec["server"], []).append(rec["result"])
+        names = {
+            "atoll-retry0": "atoll, retry 0",
+            "atoll-retry5": "atoll, retry 5 × 200 ms",
+            "blocking-retry5": "blocking retry 5 × 200 ms (baseline)",
+            "asio-control": "control: bare Asio, no limit (all served)",
+        }
+        outcomes = ["served", "closed_by_server", "reset", "timed_out", "refused", "addr_unavailable", "other_error"]
+        lines = [
+            "| server | extra attempts | served | closed | reset | timed out (in connect) | refused | time to outcome p50 / p99 / max ms (refused ones; control: all) | timed-out share | accept queue max | held OK | health served | recovery ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        summary = {}
+        for s in ("atoll-retry0", "atoll-retry5", "blocking-retry5", "asio-control"):
+            runs = by.get(s, [])
+            if not runs:
+                continue
+            tot = {o: sum(get(r, "extra_clients", o) or 0 for r in runs) for o in outcomes}
+            attempts = sum(get(r, "extra_clients", "attempts") or 0 for r in runs)
+            in_connect = sum(get(r, "extra_clients", "timed_out_connecting") or 0 for r in runs)
+            which = "all" if s == "asio-control" else "rejected"
+            rej = [get(r, "extra_clients", "time_to_outcome_ms", which) for r in runs]
+            rej = [x for x in rej if x]
+            rej_p50 = median([x["p50"] for x in rej])
+            rej_p99 = median([x["p99"] for x in rej])
+            rej_max = max([x["max"] for x in rej]) if rej else None
+            qmax = max(get(r, "accept_queue", "max") or 0 for r in runs)
+            held_ok = min(get(r, "held", "ok") or 0 for r in runs)
+            held_req = max(get(r, "held", "requested") or 0 for r in runs)
+            h_served = sum(get(r, "health", "served") or 0 for r in runs)
+            h_all = sum(get(r, "health", "attempts") or 0 for r in runs)
+            rec = [get(r, "recovery", "recovery_ms") for r in runs]
+            rec_ok = all(get(r, "recovery", "recovered") for r in runs)
+            rec_med = median([x for x in rec if x is not None and x >= 0])
+            rec_max = max([x for x in rec if x is not None] or [0])
+            summary[s] = dict(
+                tot=tot, attempts=attempts, rej_p99=rej_p99, qmax=qmax, held_ok=held_ok,
+                held_req=held_req, h_served=h_served, h_all=h_all, rec_ok=rec_ok, rec_max=rec_max,
+            )
+            timed_share = 100.0 * tot["timed_out"] / attempts if attempts else 0
+            rej_text = f"{fmt(rej_p50)} / {fmt(rej_p99)} / {fmt(rej_max)}" if rej else "n/a"
+            lines.append(
+                f"| {names[s]} | {attempts} | {tot['served']} | {tot['closed_by_server']} | {tot['reset']} | {tot['timed_out']} ({in_connect}) | {tot['refused']} | {rej_text} | {timed_share:.1f} % | {qmax} | {held_ok}/{held_req} | {h_served}/{h_all} | {fmt(rec_med)} (max {fmt(rec_max)}) |"
+            )
+        a = summary.get("atoll-retry0")
+        ctl = summary.get("asio-control")
+        ctl_text = f" (control, bare Asio serving every client: p99 {fmt(ctl['rej_p99'])} ms)" if ctl else ""
+        if a:
+            self.targets += [
+                ("overload retry 0: 0 timeouts", str(a["tot"]["timed_out"]), verdict(a["tot"]["timed_out"] == 0)),
+                ("overload retry 0: rejected clients closed p99 ≤ 1 ms", f"{fmt(a['rej_p99'])} ms{ctl_text}",
+                 verdict(a["rej_p99"] is not None and a["rej_p99"] <= 1.0)),
+                ("overload retry 0: accept queue ≤ 2", f"max {a['qmax']}" + (f" (control: max {ctl['qmax']})" if ctl else ""), verdict(a["qmax"] <= 2)),
+                ("overload retry 0: held connections all answered", f"{a['held_ok']}/{a['held_req']}",
+                 verdict(a["held_ok"] == a["held_req"])),
+                ("overload retry 0: health probes 100 % served", f"{a['h_served']}/{a['h_all']}",
+                 verdict(a["h_all"] > 0 and a["h_served"] == a["h_all"])),
+                ("overload retry 0: recovery ≤ 5 ms", f"max {fmt(a['rec_max'])} ms",
+                 verdict(a["rec_ok"] and a["rec_max"] <= 5)),
+            ]
+        b = summary.get("atoll-retry5")
+        if b:
+            self.targets.append(
+                ("overload retry 5: 0 timeouts (admitted on release or closed by the deadline)",
+                 str(b["tot"]["timed_out"]), verdict(b["tot"]["timed_out"] == 0))
+            )
+        c = summary.get("blocking-retry5")
+        if c:
+            self.targets.append(
+                ("blocking-retry baseline shows the hangs (reference, not a target)",
+                 f"{c['tot']['timed_out']} of {c['attempts']} timed out, accept queue max {c['qmax']}",
+                 "shown" if c["tot"]["timed_out"] > 0 else "not reproduced"))
+        # CDF plot: every round of every configuration.
+        series = []
+        colours = {"atoll-retry0": "#1f77b4", "atoll-retry5": "#2ca02c", "blocking-retry5": "#d62728",
+                   "asio-control": "#999999"}
+        for s in ("atoll-retry0", "atoll-retry5", "blocking-retry5", "asio-control"):
+            for i, r in enumerate(by.get(s, [])):
+                cdf = get(r, "extra_clients", "cdf_ms") or []
+                if not cdf:
+                    continue
+                dat = os.path.join(self.dir, f"tto_{s}_{i}.dat")
+                with open(dat, "w") as f:
+                    for p, v in cdf:
+                        f.write(f"{max(v, 0.001):.6g} {p}\n")
+                title = f'title "{names[s]}"' if i == 0 else "notitle"
+                series.append(f"'{dat}' using 1:2 with linespoints lw 2 pt 7 ps 0.5 lc rgb \"{colours[s]}\" {title}")
+        if series:
+            self.plot(
+                "overload_time_to_outcome.png",
+                """
+set title "At the limit: time to outcome of extra clients (CDF; every round)"
+set xlabel "time from connect() to outcome, ms (log scale; 1500 = client timeout)"
+set ylabel "percentile of attempts"
+set logscale x
+set xrange [0.01:3000]
+set yrange [0:100]
+set key below
+set grid
+plot """ + ", \\\n     ".join(series) + "\n",
+            )
+        return lines
+
+    # ---- micro --------------------------------------------------------------------------
+    def micro_table(self):
+        if not self.micro:
+            return ["(not run)"]
+        lines = ["| benchmark | time ns | CPU ns | items/s |", "|---|---:|---:|---:|"]
+        for b in self.micro.get("benchmarks", []):
+            if b.get("run_type") == "aggregate":
+                continue
+            ips = b.get("items_per_second")
+            lines.append(
+                f"| `{b['name']}` | {b['real_time']:.1f} | {b['cpu_time']:.1f} | {fmt(ips) if ips else ''} |"
+            )
+        return lines
+
+    # ---- plots --------------------------------------------------------------------------
+    def plot(self, name, script):
+        if not self.gnuplot:
+            return
+        os.makedirs(self.plots, exist_ok=True)
+        out = os.path.join(self.plots, name)
+        full = f'set terminal pngcairo size 900,560 font "sans,10"\nset output "{out}"\n' + script
+        gp = os.path.join(self.dir, name + ".gp")
+        with open(gp, "w") as f:
+            f.write(full)
+        res = subprocess.run([self.gnuplot, gp], capture_output=True, text=True)
+        if res.returncode == 0:
+            self.plot_files.append(name)
+        else:
+            sys.stderr.write(f"report.py: gnuplot failed for {name}: {res.stderr}\n")
+
+    def headline(self):
+        parts = []
+        if getattr(self, "echo_ratios", None):
+            cs = sorted(self.echo_ratios)
+            parts.append(
+                "Echo 64 B against bare Asio at "
+                + "/".join(str(c) for c in cs)
+                + " connections: msgs/s "
+                + "/".join(f"{fmt(self.echo_ratios[c]['msgs'])}×" for c in cs)
+                + ", server CPU per message (exact total) "
+                + "/".join(f"{fmt(self.echo_ratios[c]['cpu'])}×" for c in cs)
+                + "."
+            )
+        for t, m, v in self.targets:
+            if t.startswith("churn"):
+                parts.append(f"Churn: {m} the connections/s of bare Asio.")
+            if t.startswith("idle"):
+                parts.append(f"Idle: {m} of server RSS per connection at 10,000 (target 512 B).")
+        missed = [t for t, m, v in self.targets if "missed" in v]
+        met = [t for t, m, v in self.targets if v.startswith("met")]
+        parts.append(f"{len(met)} of {len(met) + len(missed)} targets met"
+                     + (f" (missed: {'; '.join(missed)})" if missed else "")
+                     + ". Where the CPU goes and what would fix it: the profiling notes at the end.")
+        return " ".join(parts)
+
+    # ---- the document -------------------------------------------------------------------
+    def write(self, out_path):
+        e = self.env
+        echo_lines, echo_ratio_lines, conns = self.echo_table()
+        self.echo_plots(conns)
+        churn_lines = self.churn_table()
+        idle_lines = self.idle_table()
+        overload_lines = self.overload_table()
+        micro_lines = self.micro_table()
+
+        doc = []
+        w = doc.append
+        w("# atoll benchmark results")
+        w("")
+        w("Generated by `bench/run` (raw JSON lines: `build/bench/results/`, not committed). "
+          "Ratios are atoll / bare Asio (`bench/baseline/echo_server.cpp`), measured side by side "
+          "in one run, servers alternating A B A B with a fresh server process per run; figures "
+          "are medians over rounds.")
+        w("")
+        if self.provisional():
+            reasons = []
+            if e.get("quick") == "1":
+                reasons.append("a `--quick` run (fewer rounds, shorter windows)")
+            load = float(e.get("loadavg_start", e.get("loadavg_before", "0")) or 0)
+            busy = float(e.get("cpu_busy_before_pct", "0") or 0)
+            if load > 0.5 or busy > 10:
+                reasons.append(f"the machine was busy with other work (load average {load} at "
+                               f"the start, CPUs {busy:.0f} % busy before measuring)")
+            w(f"> **Provisional:** {' and '.join(reasons)}. Ratios of adjacent runs are more "
+              "trustworthy than absolute numbers.")
+            w("")
+        w("| | |")
+        w("|---|---|")
+        w(f"| date | {e.get('date')} |")
+        w(f"| machine | {e.get('nproc')} CPUs, {e.get('model')}, Linux {e.get('kernel')} |")
+        w(f"| compiler | {e.get('compiler')} (Release, -O3) |")
+        w(f"| commit | {e.get('commit')} |")
+        w(f"| command | `{e.get('command')}` |")
+        w(f"| duration | {e.get('duration_s')} s |")
+        w(f"| pinning | {e.get('pinning')}; every server runs 1 io thread |")
+        w(f"| rounds | {e.get('rounds')} (overload: see below); measured window {e.get('window_s')} s after {e.get('warmup_s')} s warm-up |")
+        w(f"| quiet? | load average {e.get('loadavg_start', '?')} at start (before the build), "
+          f"{e.get('loadavg_before')} after the build, {e.get('loadavg_after')} at the end; "
+          + (f"CPUs {e['cpu_busy_before_pct']} % busy just before measuring |"
+             if "cpu_busy_before_pct" in e else "CPU use just before measuring not recorded |"))
+        w("")
+        if e.get("note"):
+            w(f"Note: {e['note']}")
+            w("")
+        headline = self.headline()
+        if headline:
+            w("**Headline.** " + headline)
+            w("")
+        w("## Targets (issue #4)")
+        w("")
+        w("| target | measured | |")
+        w("|---|---|---|")
+        for t, m, v in self.targets:
+            w(f"| {t} | {m} | {v} |")
+        w("")
+        w("WebSocket rows (ws-echo 64 B / 16 KiB against atoll's own raw echo, and against Node "
+          "`ws`) are not part of this run yet: they belong with the WebSocket module. The load "
+          "generator is ready for them: `atoll-load ws-echo -c 50 --size 64` against "
+          "`atoll-ws-echo` (HTTP upgrade, then masked binary frames).")
+        w("")
+        w("## Echo, 64 B ping-pong")
+        w("")
+        w("`atoll-load echo -c C --size 64 --inflight 1` against `atoll-echo --threads 1` (atoll's "
+          "defaults: 60 s read timeout, TCP_NODELAY, backpressure handling) and `bare-asio-echo "
+          "--threads 1` (async_read_some into a 4 KiB buffer per connection, async_write). On a "
+          "2-CPU machine both sides saturate the box, so **server CPU per message** (from "
+          "/proc/PID/stat over the measured window: user/system in 10 ms ticks; the exact total from "
+          "/proc/PID/task/*/schedstat) is the sharp figure, "
+          "msgs/s the sanity check.")
+        w("")
+        doc += echo_lines
+        w("")
+        doc += echo_ratio_lines
+        w("")
+        for p in ("echo_throughput.png", "echo_cpu_per_msg.png"):
+            if p in self.plot_files:
+                w(f"![{p}]({self.rel_plots}/{p})")
+                w("")
+        w("## Churn")
+        w("")
+        w("`atoll-load churn -c 8 --src-ips 16`: 8 lanes of connect → 1-byte echo → close.")
+        w("")
+        doc += churn_lines
+        w("")
+        w("## Idle connections")
+        w("")
+        w("`atoll-load idle -c 10000 --src-ips 16`: 10,000 connections, each verified with a "
+          "1-byte echo, then held; server VmRSS before opening them and while holding them.")
+        w("")
+        doc += idle_lines
+        w("")
+        if "idle_rss.png" in self.plot_files:
+            w(f"![idle_rss.png]({self.rel_plots}/idle_rss.png)")
+            w("")
+        w("## At the connection limit (overload)")
+        w("")
+        w(f"Limit 100; `atoll-load overload --held 100 --extra 4000 --rate 500 --attempt-timeout-ms "
+          f"1500 --duration {e.get('overload_s')}`, {e.get('overload_rounds')} round(s) per server: "
+          "100 held connections (verified by echo, checked every 250 ms), then 500 extra "
+          "clients/s, each connect → 1 byte → wait for the echo or a close (at most 4000 in "
+          "flight, 1.5 s client timeout), a health probe every 100 ms on the health port, the "
+          "listen socket's accept queue sampled every 5 ms (sock_diag, what `ss -ltn` shows as "
+          "Recv-Q); then the held connections are closed and the time to the first served "
+          "client is the recovery. Servers: `atoll-echo --max-connections 100 --retry-count 0`; "
+          "`atoll-echo ... --retry-count 5 --retry-wait-ms 200` (waiting room, deadline 1 s); "
+          "`blocking-retry-echo --max-connections 100 --retry-count 5 --retry-wait-ms 200 "
+          "--acceptors 100`: Thousand Island's default mechanism (100 acceptors, each sleeping "
+          "`retry_wait` up to `retry_count` times while holding the accepted socket) with the "
+          "wait scaled from 1 s to 200 ms so that a run takes seconds; the client timeout is "
+          "scaled alike (1.5 s: longer than atoll's 1 s waiting-room deadline, shorter than the "
+          "load phase). Counts are summed over rounds; closed or reset = refused by the server; "
+          "\"in connect\" = the TCP handshake never completed (SYN dropped: accept queue full).")
+        w("")
+        doc += overload_lines
+        w("")
+        if "overload_time_to_outcome.png" in self.plot_files:
+            w(f"![overload_time_to_outcome.png]({self.rel_plots}/overload_time_to_outcome.png)")
+            w("")
+        w("## Micro-benchmarks")
+        w("")
+        w("`bench_core` (Google Benchmark), not pinned (the 2-thread supervisor case runs on "
+          "both CPUs). `dispatch_echo_*`: one 64-byte "
+          "message through the server side of a socketpair, driven in one thread (no wake-ups): "
+          "atoll's path (readiness, recv into the thread's buffer, on_data, direct send) against "
+          "Asio's async_read_some/async_write loop and against `dispatch_echo_epoll_floor`, a bare "
+          "edge-triggered epoll loop registered once (epoll_wait + recv + send): the floor an io "
+          "thread owning its epoll set could reach. The times include the client side's send and "
+          "recv, the same for all three.")
+        w("")
+        doc += micro_lines
+        w("")
+        profile = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile.md")
+        if os.path.exists(profile):
+            with open(profile) as f:
+                doc.append(f.read().rstrip())
+            w("")
+        with open(out_path, "w") as f:
+            f.write("\n".join(doc) + "\n")
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.stderr.write(__doc__)
+        return 2
+    results_dir, out_md, plots_dir = sys.argv[1:]
+    rel = os.path.relpath(plots_dir, os.path.dirname(os.path.abspath(out_md)))
+    report(results_dir, plots_dir, rel).write(out_md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
