@@ -102,6 +102,32 @@ void validate_listener(const listener_config& c, std::size_t i, const server_con
     refuse(field("shutdown_timeout"),
            fmt::format("must be >= 0 (0 = abort at once); got {} ms", c.shutdown_timeout.count()));
   }
+  if (c.handshake_timeout.count() <= 0) {
+    refuse(field("handshake_timeout"),
+           fmt::format("must be > 0 (got {} ms)", c.handshake_timeout.count()));
+  }
+  if (c.max_connection_age.count() < 0) {
+    refuse(field("max_connection_age"),
+           fmt::format("must be >= 0 (0 = none); got {} ms", c.max_connection_age.count()));
+  }
+  if (c.max_connection_age_jitter.count() < 0) {
+    refuse(field("max_connection_age_jitter"),
+           fmt::format("must be >= 0; got {} ms", c.max_connection_age_jitter.count()));
+  }
+  for (std::size_t a = 0; a < c.alarms.size(); ++a) {
+    const std::string af = fmt::format("{}.alarms[{}]", at, a);
+    if (c.alarms[a].threshold == 0) refuse(af + ".threshold", "must be > 0");
+    if (c.alarms[a].cooldown.count() < 0) refuse(af + ".cooldown", "must be >= 0");
+    if (!c.alarms[a].callback) refuse(af + ".callback", "empty");
+  }
+  if (!c.tls.enabled()) {
+    if (!c.tls.key_file.empty() || !c.tls.sni_certificates.empty() ||
+        c.tls.verify_clients != client_certificates::none || !c.tls.alpn.empty()) {
+      refuse(field("tls.cert_chain_file"), "empty, but other tls options are set");
+    }
+  } else if (c.tls.key_file.empty()) {
+    refuse(field("tls.key_file"), "empty (the certificate's private key is needed)");
+  }
   if (c.max_write_buffer == 0) refuse(field("max_write_buffer"), "must be > 0");
   if (c.write_low_water >= c.max_write_buffer) {
     refuse(field("write_low_water"), fmt::format("must be < max_write_buffer ({}); got {}",

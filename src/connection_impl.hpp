@@ -9,9 +9,13 @@
 // waits hold a shared_ptr too, so it is destroyed only after they complete. It always
 // finishes on its own io thread.
 
+#include <openssl/ssl.h>
+
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <vector>
@@ -23,6 +27,7 @@
 #include "io_thread.hpp"
 #include "read_timeouts.hpp"
 #include "supervisor.hpp"
+#include "unique_fd.hpp"
 #include "write_queue.hpp"
 
 namespace atl::detail {
@@ -35,11 +40,12 @@ class connection_impl final : public connection,
                               public std::enable_shared_from_this<connection_impl> {
  public:
   connection_impl(io_thread& t, listener_state& l, slot s, stream_socket socket,
-                  const compact_address& peer, const compact_address& local, std::uint64_t id);
+                  const compact_address& peer, std::uint64_t id);
   ~connection_impl();
 
-  // Makes the handler, calls on_open and starts reading. `after_wait`: came from the waiting
-  // room (counted as such).
+  // Starts the connection: the PROXY header and TLS handshake first when the listener has
+  // them, then makes the handler, calls on_open and starts reading. `after_wait`: came from
+  // the waiting room (counted as such).
   void open(bool after_wait);
 
   // connection API (io thread).
@@ -57,8 +63,11 @@ class connection_impl final : public connection,
   std::uint64_t id() const noexcept { return id_; }
   std::size_t listener_index() const noexcept;
   std::size_t thread_index() const noexcept { return thread_.index(); }
-  std::size_t buffered_amount() const noexcept { return queue_.size(); }
+  std::size_t buffered_amount() const noexcept;
   bool is_open() const noexcept { return state_ == state::open && !finish_pending_; }
+  std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length);
+  const tls_info* tls() const noexcept;
+  const proxy::header* proxy_header() const noexcept;
   executor_type io_executor() noexcept { return thread_.executor(); }
   connection_handle make_handle() { return connection_handle(weak_from_this(), id_); }
   void upgrade(std::unique_ptr<handler> next, std::span<const std::byte> leftover);
@@ -84,11 +93,35 @@ class connection_impl final : public connection,
   }
 
  private:
-  enum class state : std::uint8_t { opening, open, closing, finished };
+  enum class state : std::uint8_t { opening, handshaking, open, closing, finished };
 
   struct upgrade_state {
     std::unique_ptr<handler> next;
     std::vector<std::byte> leftover;
+  };
+
+  // A file (or part) queued by send_file, and the bytes sent after it.
+  struct file_segment {
+    unique_fd fd;
+    std::uint64_t offset = 0;
+    std::uint64_t remaining = 0;
+    std::vector<std::byte> after;
+  };
+
+  // What only some connections need (TLS, PROXY header, max age, files), allocated on first
+  // use so a plain idle connection does not pay for it.
+  struct extras {
+    ~extras();
+    SSL* ssl = nullptr;
+    tls_info tls;
+    std::optional<proxy::header> proxy;
+    std::vector<std::byte> proxy_bytes;  // header bytes read so far
+    bool proxy_done = false;
+    bool read_wants_write = false;  // SSL_read asked to wait for writability
+    bool after_wait = false;        // came from the waiting room (for open_handler)
+    std::optional<steady_timer> age_timer;
+    std::deque<file_segment> files;
+    std::size_t after_bytes = 0;  // sum of files[i].after sizes
   };
 
   template <class F>
@@ -97,8 +130,21 @@ class connection_impl final : public connection,
     run_guarded(what, [&] { f(*handler_); });
   }
 
+  extras& more();
+  void open_handler(bool after_wait);
+  void handshake_step();
+  int read_proxy_header();
+  void reject_unopened(reject_reason why, std::error_code ec);
+  void start_age_timer();
   void arm_read();
   void on_readable(std::error_code ec);
+  void on_readable_tls();
+  void read_some(bool speculative);
+  void rearm_read();
+  bool tls_write_queued();
+  int flush_files();
+  void shut_write_now();
+  bool write_pending() const noexcept;
   void arm_write();
   void on_writable_ready(std::error_code ec);
   void flush();
@@ -121,9 +167,9 @@ class connection_impl final : public connection,
   std::unique_ptr<handler> handler_;
   std::unique_ptr<upgrade_state> upgrade_;
   std::shared_ptr<connection_impl> self_;
+  std::unique_ptr<extras> extras_;
   write_queue queue_;
   compact_address peer_;
-  compact_address local_;
   std::uint64_t id_;
   std::chrono::milliseconds read_timeout_;
   std::uint32_t depth_ = 0;
@@ -141,6 +187,9 @@ class connection_impl final : public connection,
   bool draining_ = false;
   bool in_timeout_ = false;
   bool reset_on_close_ = false;
+  bool tls_ = false;  // extras_->ssl is set: reads and writes go through OpenSSL
+  std::uint8_t spec_hits_ = 0;   // speculative-read score, 0..3 (rearm_read)
+  std::uint8_t spec_probe_ = 0;  // counts re-arms while the score is 0
 };
 
 }  // namespace atl::detail

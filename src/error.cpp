@@ -24,6 +24,8 @@ class category final : public std::error_category {
       case errc::already_started: return "server already started";
       case errc::handshake_timeout: return "handshake timeout";
       case errc::proxy_header_invalid: return "invalid PROXY protocol header";
+      case errc::tls_handshake_failed: return "TLS handshake failed";
+      case errc::max_age_reached: return "connection reached max_connection_age";
     }
     return "unknown atoll error";
   }

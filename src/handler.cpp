@@ -30,6 +30,9 @@ std::string_view to_string(reject_reason r) noexcept {
     case reject_reason::emfile: return "emfile";
     case reject_reason::shutdown: return "shutdown";
     case reject_reason::refused: return "refused";
+    case reject_reason::handshake_timeout: return "handshake_timeout";
+    case reject_reason::tls_handshake_failed: return "tls_handshake_failed";
+    case reject_reason::proxy_header_invalid: return "proxy_header_invalid";
   }
   return "unknown";
 }

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <spdlog/spdlog.h>
 
 #include "acceptor.hpp"
@@ -20,6 +21,7 @@
 #include "connection_impl.hpp"
 #include "io_thread.hpp"
 #include "server_impl.hpp"
+#include "tls_context.hpp"
 
 namespace atl::detail {
 
@@ -81,6 +83,44 @@ listener_state::listener_state(server_impl& server, std::size_t index, listener_
       }) {}
 
 listener_state::~listener_state() = default;
+
+void listener_state::prepare() {
+  if (config_.tls.enabled() && !tls_) {
+    tls_ = std::make_unique<tls_context>(config_.tls, "listener[" + std::to_string(index_) + "].tls");
+  }
+  if (!config_.alarms.empty() && !alarm_fired_) {
+    alarm_fired_ = std::make_unique<std::atomic<std::int64_t>[]>(config_.alarms.size());
+    for (std::size_t i = 0; i < config_.alarms.size(); ++i) {
+      alarm_fired_[i].store(std::numeric_limits<std::int64_t>::min(), std::memory_order_relaxed);
+    }
+  }
+}
+
+void listener_state::check_alarms() {
+  const std::size_t active = sup_.active();
+  for (std::size_t i = 0; i < config_.alarms.size(); ++i) {
+    const connection_alarm& a = config_.alarms[i];
+    if (active < a.threshold) continue;
+    const std::int64_t now = clock::now().time_since_epoch() / std::chrono::nanoseconds(1);
+    std::int64_t last = alarm_fired_[i].load(std::memory_order_relaxed);
+    const std::int64_t cooldown = a.cooldown / std::chrono::nanoseconds(1);
+    // One thread wins the right to fire for this cooldown period.
+    if (last != std::numeric_limits<std::int64_t>::min() && now - last < cooldown) continue;
+    if (!alarm_fired_[i].compare_exchange_strong(last, now, std::memory_order_relaxed)) continue;
+    try {
+      a.callback(index_, active);
+    } catch (const std::exception& e) {
+      atl::logger()->error("listener '{}': connection alarm {} threw: {}", name_, i, e.what());
+    } catch (...) {
+      atl::logger()->error("listener '{}': connection alarm {} threw", name_, i);
+    }
+  }
+}
+
+void listener_state::debug_handshake_failure(std::uint64_t connection_id, const std::string& why) {
+  atl::logger()->debug("listener '{}': connection {} handshake failed: {}", name_, connection_id,
+                       why);
+}
 
 std::vector<std::size_t> listener_state::acceptor_threads() const {
   const std::size_t n = server_.thread_count();
@@ -314,13 +354,10 @@ void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* add
 void listener_state::admit(io_thread& t, unique_fd fd, slot s, const compact_address& peer,
                            bool after_wait) {
   if (stopping()) return reject(t.counters(index_), std::move(fd), reject_reason::shutdown, peer);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
-  const compact_address local(reinterpret_cast<sockaddr*>(&ss), len);
   stream_socket sock(t.executor());
   std::error_code ec;
-  const int family = peer.family() == AF_UNSPEC ? ss.ss_family : peer.family();
+  // The family of the listen socket (an unnamed Unix peer reports none).
+  const int family = peer.family() == AF_UNSPEC ? AF_UNIX : peer.family();
   sock.assign(stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd.get(), ec);
   if (ec) {
     count_accept_error(ec.value());
@@ -328,8 +365,8 @@ void listener_state::admit(io_thread& t, unique_fd fd, slot s, const compact_add
   }
   fd.release();  // owned by the socket now
   const std::uint64_t id = t.next_connection_id(server_.thread_count()) + 1;
-  auto c = std::make_shared<connection_impl>(t, *this, std::move(s), std::move(sock), peer,
-                                             local, id);
+  auto c = std::make_shared<connection_impl>(t, *this, std::move(s), std::move(sock), peer, id);
+  if (alarm_fired_) check_alarms();
   c->open(after_wait);
 }
 

@@ -28,6 +28,7 @@ namespace atl::detail {
 class server_impl;
 class io_thread;
 class acceptor;
+class tls_context;
 
 class listener_state {
  public:
@@ -40,7 +41,14 @@ class listener_state {
   const listener_config& config() const noexcept { return config_; }
   const handler_factory& factory() const noexcept { return factory_; }
   supervisor& sup() noexcept { return sup_; }
+  const supervisor& sup() const noexcept { return sup_; }
   server_impl& server() noexcept { return server_; }
+
+  // Builds what start() needs besides sockets (the TLS context: reads the certificate
+  // files). Throws std::invalid_argument naming the field. Caller's thread, before bind().
+  void prepare();
+  // The TLS context, or nullptr for a plain listener (fixed after prepare()).
+  const tls_context* tls() const noexcept { return tls_.get(); }
 
   // Binds the listen sockets (caller's thread). On failure nothing stays bound and `what`
   // names the address and the operation.
@@ -66,6 +74,9 @@ class listener_state {
   void count_accept_error(int err);
   void warn_handler_exception(std::uint64_t connection_id, const char* what,
                               const char* message);
+  // A failed PROXY / TLS handshake, logged at debug level (they are counted anyway; a
+  // scanner must not be able to flood the log).
+  void debug_handshake_failure(std::uint64_t connection_id, const std::string& why);
   // Address of the listen socket (for Unix listeners, connection::local()).
   endpoint first_endpoint() const;
 
@@ -78,6 +89,7 @@ class listener_state {
 
  private:
   void admit(io_thread& t, unique_fd fd, slot s, const compact_address& peer, bool after_wait);
+  void check_alarms();
   void apply_socket_options(int fd) const noexcept;
   void schedule_expiry();
   void arm_expiry();
@@ -93,6 +105,9 @@ class listener_state {
   const handler_factory factory_;
   const std::string name_;
   supervisor sup_;
+  std::unique_ptr<tls_context> tls_;
+  // Per alarm: when it last fired (steady clock, ns since epoch; min = never).
+  std::unique_ptr<std::atomic<std::int64_t>[]> alarm_fired_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> suspended_{false};
 

@@ -77,6 +77,7 @@ void server_impl::start_locked() {
   std::vector<listener_config> configs;
   for (const auto& l : listeners_) configs.push_back(l->config());
   validate(config_, configs);
+  for (auto& l : listeners_) l->prepare();  // TLS files: refused here with the field's name
 
   for (std::size_t i = 0; i < config_.io_threads; ++i) {
     threads_.push_back(
@@ -365,6 +366,46 @@ void server::set_max_connections(listener_id id, std::size_t max_connections) {
 }
 
 void server::suspend(listener_id id) { impl_->suspend(id); }
+
+listener_status server::status(listener_id id) const {
+  const auto& l = impl_->listener(id);
+  listener_status st;
+  st.running = impl_->running();
+  st.suspended = l.suspended();
+  st.active = l.sup().active();
+  st.waiting = l.sup().waiting();
+  st.max_connections = l.sup().max_connections();
+  return st;
+}
+
+bool server::wait_for_connections(listener_id id, count_is op, std::size_t n,
+                                  std::chrono::milliseconds timeout) const {
+  return wait_for_connections(
+      id,
+      [op, n](const listener_status& st) {
+        switch (op) {
+          case count_is::equal: return st.active == n;
+          case count_is::not_equal: return st.active != n;
+          case count_is::less: return st.active < n;
+          case count_is::less_equal: return st.active <= n;
+          case count_is::greater: return st.active > n;
+          case count_is::greater_equal: return st.active >= n;
+        }
+        return false;
+      },
+      timeout);
+}
+
+bool server::wait_for_connections(listener_id id,
+                                  const std::function<bool(const listener_status&)>& condition,
+                                  std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (condition(status(id))) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 void server::resume(listener_id id) {
   std::error_code ec;

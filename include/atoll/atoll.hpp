@@ -8,5 +8,8 @@
 #include "atoll/handler.hpp"
 #include "atoll/listener.hpp"
 #include "atoll/log.hpp"
+#include "atoll/proxy_protocol.hpp"
 #include "atoll/server.hpp"
+#include "atoll/socket_activation.hpp"
 #include "atoll/stats.hpp"
+#include "atoll/tls.hpp"

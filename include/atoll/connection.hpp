@@ -13,9 +13,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "atoll/endpoint.hpp"
 #include "atoll/handler.hpp"
+#include "atoll/proxy_protocol.hpp"
+#include "atoll/tls.hpp"
 
 namespace atl {
 
@@ -82,7 +85,9 @@ class connection {
   /// The current read timeout (0 = none); initially `listener_config::read_timeout`.
   std::chrono::milliseconds read_timeout() const noexcept;
 
-  /// The peer's address (for Unix sockets an unnamed `AF_UNIX` endpoint). Returned by value:
+  /// The peer's address (for Unix sockets an unnamed `AF_UNIX` endpoint). Behind the PROXY
+  /// protocol: the original client's address from the header (the proxy's own address for
+  /// a LOCAL header, e.g. a health check). Returned by value:
   /// connections store addresses compactly (memory per idle connection matters).
   endpoint peer() const noexcept;
   /// The local address the connection was accepted on (for Unix sockets the listener's path).
@@ -103,6 +108,25 @@ class connection {
   asio::any_io_executor executor() const;
   /// A thread-safe handle for sending to / closing this connection from other threads.
   connection_handle handle();
+
+  /// Queues `length` bytes of the open file `fd` from `offset` (0 = to the end of the file as
+  /// it is now), in order with `send()`s before and after it. The descriptor is duplicated
+  /// (the caller may close theirs at once). Plain TCP uses sendfile(2): no copy to user space;
+  /// under TLS it is read in 16 KiB chunks as the socket drains. Memory stays bounded either
+  /// way, and the file's bytes do not count against `max_write_buffer`. Returns an error
+  /// (and queues nothing) if `fd` is not a readable regular file, `offset` is past its end,
+  /// or the connection is closing (`errc::shutting_down`).
+  std::error_code send_file(int fd, std::uint64_t offset = 0, std::uint64_t length = 0);
+  /// As above, opening `path` (read-only) first.
+  std::error_code send_file(const std::string& path, std::uint64_t offset = 0,
+                            std::uint64_t length = 0);
+
+  /// What TLS negotiated, or nullptr on a plain connection.
+  const tls_info* tls() const noexcept;
+  /// The PROXY protocol header the connection began with, or nullptr when the listener does
+  /// not use the PROXY protocol. `peer()` and `local()` already report its addresses (for a
+  /// PROXY command with an address family); the header also carries its TLVs.
+  const proxy::header* proxy_header() const noexcept;
 
   /// Replaces the handler (e.g. HTTP → WebSocket) once the current callback returns: the old
   /// handler is destroyed without `on_close`, the new one gets `on_open` and then, if

@@ -25,8 +25,10 @@ enum class errc {
   aborted,                 ///< `connection::abort()` was called.
   not_running,             ///< the call needs a started server.
   already_started,         ///< the call is only valid before `start()`.
-  handshake_timeout,       ///< reserved for TLS / PROXY header handshakes (later modules).
-  proxy_header_invalid,    ///< reserved for the PROXY protocol module.
+  handshake_timeout,       ///< the PROXY header / TLS handshake exceeded handshake_timeout.
+  proxy_header_invalid,    ///< the PROXY protocol header was missing or malformed.
+  tls_handshake_failed,    ///< the TLS handshake failed (details in the debug log).
+  max_age_reached,         ///< the connection reached listener_config::max_connection_age.
 };
 
 /// The category of `atl::errc`; its name is "atoll".

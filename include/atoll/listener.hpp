@@ -5,8 +5,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "atoll/proxy_protocol.hpp"
+#include "atoll/tls.hpp"
 
 namespace atl {
 
@@ -23,6 +28,19 @@ struct socket_options {
   /// SO_RCVBUF / SO_SNDBUF in bytes; 0 keeps the kernel default.
   int receive_buffer_size = 0;
   int send_buffer_size = 0;
+};
+
+/// A connection-count alarm (as Ranch's `alarms`): `callback` runs when an admission brings
+/// the listener's active connections to `threshold` or more, at most once per `cooldown`.
+/// It runs on the io thread that admitted the connection, so it must be fast and must not
+/// block; it may call any thread-safe `server` function.
+struct connection_alarm {
+  /// Active connections at or above which the alarm fires. Must be > 0.
+  std::size_t threshold = 0;
+  /// Least time between two calls. Default 5 s (Ranch's default).
+  std::chrono::milliseconds cooldown{5000};
+  /// Receives the listener's index (`listener_id`) and its active connections then. Required.
+  std::function<void(std::size_t listener, std::size_t active)> callback;
 };
 
 /// One listening endpoint with its own limit, timeouts and handler.
@@ -73,9 +91,31 @@ struct listener_config {
   /// (`rejected_total{reason="waiting_room_full"}`). Default 1024; must be > 0 when
   /// retry_count > 0.
   std::size_t max_waiting = 1024;
+  /// Connection-count alarms; see `connection_alarm`.
+  std::vector<connection_alarm> alarms;
   /// Bytes written with one non-blocking send to a rejected socket before it is closed
   /// (e.g. "HTTP/1.1 503 Service Unavailable\r\n..."); never waited for. Empty = none.
   std::string reject_response;
+
+  /// TLS termination (see tls.hpp); off unless `tls.cert_chain_file` is set.
+  tls_config tls;
+  /// A PROXY protocol header (HAProxy's, v1 text or v2 binary) is expected first on every
+  /// connection, before TLS: `connection::peer()`/`local()` then report the addresses it
+  /// carries. A missing or malformed header closes the connection
+  /// (`rejected_total{reason="proxy_header_invalid"}`). Only enable it behind a proxy that
+  /// always sends one: anyone who can connect directly could claim any address. Default off.
+  proxy_protocol_mode proxy_protocol = proxy_protocol_mode::off;
+  /// Time from admission until the PROXY header has been read and the TLS handshake has
+  /// completed (`on_open` runs after both); past it the connection is closed
+  /// (`rejected_total{reason="handshake_timeout"}`). Holds a slot meanwhile. Default 10 s.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// After this long (plus a random 0..`max_connection_age_jitter`, spreading the goodbyes),
+  /// an open connection gets `handler::on_shutdown` once, so long-lived connections
+  /// rebalance across a cluster; the default `on_shutdown` closes after the queued writes.
+  /// 0 = no limit (default).
+  std::chrono::milliseconds max_connection_age{0};
+  /// See `max_connection_age`. Default 0.
+  std::chrono::milliseconds max_connection_age_jitter{0};
 
   /// Time without incoming data before `handler::on_timeout`; 0 = none. Default 60 s.
   std::chrono::milliseconds read_timeout{60'000};

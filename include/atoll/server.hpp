@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -46,6 +47,22 @@ struct server_config {
 
 /// Index of a listener in its server (`add_listener`'s result).
 using listener_id = std::size_t;
+
+/// A listener's state for health endpoints and drain logic (`server::status`).
+struct listener_status {
+  /// Started and not stopped.
+  bool running = false;
+  /// Not accepting (`server::suspend`), while existing connections carry on.
+  bool suspended = false;
+  /// Connections open now (including those still in their TLS / PROXY handshake).
+  std::size_t active = 0;
+  /// Sockets in the waiting room now.
+  std::size_t waiting = 0;
+  std::size_t max_connections = 0;
+};
+
+/// How `server::wait_for_connections` compares the active count with its number.
+enum class count_is { equal, not_equal, less, less_equal, greater, greater_equal };
 
 /// A TCP / Unix-socket server: listeners with connection limits, handled by user `handler`s.
 ///
@@ -106,6 +123,20 @@ class server {
   /// The first bound address of a listener (port 0 resolved). Throws std::out_of_range for
   /// an unknown id, std::logic_error if it is not bound.
   endpoint local_endpoint(listener_id id) const;
+
+  /// A listener's status now. Any thread. Throws std::out_of_range for an unknown id.
+  listener_status status(listener_id id) const;
+  /// Blocks until the listener's active connection count compares to `n` as `op` says
+  /// (e.g. `count_is::equal, 0` after `suspend()`: drained), or until `timeout`. Returns
+  /// whether the condition held. As Ranch's `wait_for_connections`. Any thread except the
+  /// server's io threads (it would block the connections it waits for); it polls the
+  /// counters every millisecond, so it costs the data path nothing.
+  bool wait_for_connections(listener_id id, count_is op, std::size_t n,
+                            std::chrono::milliseconds timeout) const;
+  /// As above with any condition on the status.
+  bool wait_for_connections(listener_id id,
+                            const std::function<bool(const listener_status&)>& condition,
+                            std::chrono::milliseconds timeout) const;
 
   /// Changes a listener's limit now. Raising it admits waiting sockets at once; lowering it
   /// never closes live connections, it only refuses new ones until `active` falls below it.

@@ -26,10 +26,13 @@ enum class reject_reason {
   emfile,             ///< shed because accept(2) hit EMFILE/ENFILE.
   shutdown,           ///< waiting (or being admitted) when the server or listener stopped.
   refused,            ///< the handler factory returned nullptr or threw.
+  handshake_timeout,  ///< the PROXY header or TLS handshake took longer than handshake_timeout.
+  tls_handshake_failed,  ///< the TLS handshake failed (bad client hello, certificate, ALPN).
+  proxy_header_invalid,  ///< the PROXY protocol header was missing or malformed.
 };
 
 /// Number of `reject_reason` values.
-inline constexpr std::size_t reject_reason_count = 6;
+inline constexpr std::size_t reject_reason_count = 9;
 
 /// "limit", "waiting_room_full", ... (the Prometheus label value).
 std::string_view to_string(reject_reason r) noexcept;

@@ -160,6 +160,54 @@ TEST(config_validation, accepts_zero_timeouts_where_zero_has_a_meaning) {
             "<accepted>");
 }
 
+TEST(config_validation, refuses_a_handshake_timeout_that_is_not_positive) {
+  EXPECT_NAMES(listener_error([](auto& c) { c.handshake_timeout = 0ms; }), "listener[0].handshake_timeout");
+  EXPECT_NAMES(listener_error([](auto& c) { c.handshake_timeout = -5ms; }), "handshake_timeout");
+}
+
+TEST(config_validation, refuses_a_negative_max_connection_age_or_jitter) {
+  EXPECT_NAMES(listener_error([](auto& c) { c.max_connection_age = -1ms; }),
+               "listener[0].max_connection_age");
+  EXPECT_NAMES(listener_error([](auto& c) { c.max_connection_age_jitter = -1ms; }),
+               "listener[0].max_connection_age_jitter");
+  EXPECT_EQ(listener_error([](auto& c) {
+              c.max_connection_age = 0ms;  // none
+              c.max_connection_age_jitter = 0ms;
+            }),
+            "<accepted>");
+}
+
+TEST(config_validation, refuses_alarms_without_threshold_or_callback) {
+  auto cb = [](std::size_t, std::size_t) {};
+  EXPECT_NAMES(listener_error([&](auto& c) { c.alarms.push_back({0, 10ms, cb}); }),
+               "listener[0].alarms[0].threshold");
+  EXPECT_NAMES(listener_error([&](auto& c) {
+                 c.alarms.push_back({5, 10ms, cb});
+                 c.alarms.push_back({5, 10ms, nullptr});
+               }),
+               "listener[0].alarms[1].callback");
+  EXPECT_NAMES(listener_error([&](auto& c) { c.alarms.push_back({5, -1ms, cb}); }),
+               "listener[0].alarms[0].cooldown");
+  EXPECT_EQ(listener_error([&](auto& c) { c.alarms.push_back({5, 10ms, cb}); }), "<accepted>");
+}
+
+TEST(config_validation, refuses_tls_options_without_a_certificate) {
+  EXPECT_NAMES(listener_error([](auto& c) { c.tls.key_file = "/nonexistent/key.pem"; }),
+               "listener[0].tls.cert_chain_file");
+  EXPECT_NAMES(listener_error([](auto& c) { c.tls.alpn = {"h2"}; }),
+               "listener[0].tls.cert_chain_file");
+  EXPECT_NAMES(listener_error([](auto& c) { c.tls.cert_chain_file = "/nonexistent/cert.pem"; }),
+               "listener[0].tls.key_file");
+}
+
+TEST(config_validation, refuses_a_missing_certificate_file_naming_it) {
+  EXPECT_NAMES(listener_error([](auto& c) {
+                 c.tls.cert_chain_file = "/nonexistent/cert.pem";
+                 c.tls.key_file = "/nonexistent/key.pem";
+               }),
+               "listener[0].tls.cert_chain_file");
+}
+
 TEST(config_validation, refuses_a_low_water_mark_at_or_above_max_write_buffer) {
   EXPECT_NAMES(listener_error([](auto& c) {
                  c.max_write_buffer = 64 * 1024;
