@@ -191,9 +191,9 @@ void connection_impl::reject_unopened(reject_reason why, std::error_code ec) {
   state_ = state::finished;
   thread_.timeouts().remove(*this);
   thread_.remove(*this);
-  if (why != reject_reason::refused) {
-    // A failed handshake: reset, so a half-done TLS or PROXY exchange is not mistaken for
-    // a clean end by the proxy or client.
+  if (why == reject_reason::handshake_timeout || why == reject_reason::proxy_header_invalid) {
+    // A stalled handshake or a peer that is not our proxy: reset, nothing to say to it. (A
+    // failed TLS handshake closes normally, so OpenSSL's alert, already written, arrives.)
     linger l{1, 0};
     ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
@@ -327,6 +327,15 @@ void connection_impl::start_age_timer() {
   });
 }
 
+endpoint connection_impl::peer() const noexcept {
+  // The PROXY header's source in full (a Unix path too; peer_ keeps only IP addresses).
+  if (extras_ && extras_->proxy && extras_->proxy->command == proxy::command::proxy &&
+      !extras_->proxy->source.empty()) {
+    return extras_->proxy->source;
+  }
+  return peer_.to_endpoint();
+}
+
 endpoint connection_impl::local() const noexcept {
   if (extras_ && extras_->proxy && extras_->proxy->command == proxy::command::proxy &&
       !extras_->proxy->destination.empty()) {
@@ -434,6 +443,7 @@ void connection_impl::on_readable_tls() {
   for (int i = 0; i < max_reads_per_event; ++i) {
     if (state_ != state::open || paused_ || finish_pending_) return;
     ERR_clear_error();
+    errno = 0;  // SSL_ERROR_SYSCALL with errno 0 means EOF
     const int n = SSL_read(ssl, buf, cap);
     if (n > 0) {
       const auto len = static_cast<std::size_t>(n);

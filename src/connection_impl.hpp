@@ -58,7 +58,7 @@ class connection_impl final : public connection,
   bool reading_paused() const noexcept { return paused_; }
   void set_read_timeout(std::chrono::milliseconds d);
   std::chrono::milliseconds read_timeout() const noexcept { return read_timeout_; }
-  endpoint peer() const noexcept { return peer_.to_endpoint(); }
+  endpoint peer() const noexcept;
   endpoint local() const noexcept;
   std::uint64_t id() const noexcept { return id_; }
   std::size_t listener_index() const noexcept;

@@ -9,8 +9,12 @@ namespace atl::ws {
 namespace {
 
 // Buffers larger than this are freed after their message is delivered: one 16 MiB message
-// must not pin 16 MiB for the rest of a long-lived connection (100k idle connections).
-constexpr std::size_t keep_capacity = 64 * 1024;
+// must not pin 16 MiB for the rest of a long-lived connection (100k idle connections). Not
+// lower: a buffer just over glibc's trim threshold, freed and grown again for every message,
+// costs a heap trim (madvise, TLB shootdowns) and fresh page faults each time — 70 KB
+// messages (two 64 KiB reads, so a 128 KiB buffer) ran at a tenth of the speed of 64 KB ones
+// with a 64 KiB limit (bench/profile.md).
+constexpr std::size_t keep_capacity = 256 * 1024;
 
 void recycle(std::vector<std::byte>& v) noexcept {
   if (v.capacity() > keep_capacity) {

@@ -44,7 +44,7 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
 
-constexpr std::size_t max_kept_out_buffer = 64 * 1024;
+constexpr std::size_t max_kept_out_buffer = 256 * 1024;  // see keep_capacity in message_reader.cpp
 
 }  // namespace
 
