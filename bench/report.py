@@ -3,9 +3,10 @@
 
     python3 bench/report.py RESULTS_DIR OUT.md PLOTS_DIR
 
-RESULTS_DIR holds machine.env and the JSON lines written by bench/run (echo.jsonl,
+RESULTS_DIR holds machine.env and the JSON lines written by bench/run (echo.jsonl, ws.jsonl,
 churn.jsonl, idle.jsonl, overload.jsonl, micro.json). Medians over rounds; ratios are
-atoll / bare Asio. bench/profile.md (hand-written: where the CPU goes) is appended if present.
+atoll / bare Asio, and for WebSocket atoll's WebSocket echo / atoll's raw echo and / Node `ws`.
+bench/profile.md (hand-written: where the CPU goes) is appended if present.
 """
 
 import json
@@ -52,6 +53,48 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def echo_summary(runs):
+    """Medians over the rounds of one echo or ws-echo configuration."""
+    return {
+        "msgs": median([r["msgs_per_s"] for r in runs]),
+        "user": median([get(r, "server", "user_us_per_msg") for r in runs]),
+        "sys": median([get(r, "server", "sys_us_per_msg") for r in runs]),
+        "cpu": median([get(r, "server", "on_cpu_us_per_msg") or get(r, "server", "cpu_us_per_msg") for r in runs]),
+        "p50": median([get(r, "latency_us", "p50") for r in runs]),
+        "p99": median([get(r, "latency_us", "p99") for r in runs]),
+        "p999": median([get(r, "latency_us", "p999") for r in runs]),
+        "load": median([r.get("load_cpu_pct") for r in runs]),
+        "n": len(runs),
+    }
+
+
+def echo_row(m):
+    """The measured columns of an echo table row."""
+    return (f"{fmt(m['msgs'])} | {fmt(m['user'])} | {fmt(m['sys'])} | {fmt(m['cpu'])} | "
+            f"{fmt(m['p50'])} | {fmt(m['p99'])} | {fmt(m['p999'])} | {fmt(m['load'], 2)}")
+
+
+ECHO_COLUMNS = ("msgs/s | server user µs/msg | server sys µs/msg | server CPU µs/msg (exact) | "
+                "p50 µs | p99 µs | p99.9 µs | load-gen CPU %")
+
+
+# The servers of the WebSocket rows (bench/run's names), in table order.
+WS_SERVERS = {
+    "atoll-ws": "atoll WebSocket (`atoll-ws-echo`)",
+    "node-ws": "Node `ws` (`ws_echo_node.mjs`)",
+    "atoll": "atoll raw TCP echo (`atoll-echo`)",
+}
+
+
+def paired_ratios(a_runs, b_runs, *keys):
+    """Ratios of run r of A to run r of B (adjacent in time), as "min–max"."""
+    pa = dict(a_runs)
+    pb = dict(b_runs)
+    paired = [ratio(get(pa[k], *keys), get(pb[k], *keys)) for k in sorted(set(pa) & set(pb))]
+    paired = [p for p in paired if p is not None]
+    return f"{min(paired):.2f}–{max(paired):.2f}" if paired else "n/a"
+
+
 class report:
     def __init__(self, results_dir, plots_dir, rel_plots):
         self.dir = results_dir
@@ -64,6 +107,7 @@ class report:
                     k, v = line.rstrip("\n").split("=", 1)
                     self.env[k] = v
         self.echo = load_lines(os.path.join(results_dir, "echo.jsonl"))
+        self.ws = load_lines(os.path.join(results_dir, "ws.jsonl"))
         self.churn = load_lines(os.path.join(results_dir, "churn.jsonl"))
         self.idle = load_lines(os.path.join(results_dir, "idle.jsonl"))
         self.overload = load_lines(os.path.join(results_dir, "overload.jsonl"))
@@ -91,7 +135,7 @@ class report:
         conns = sorted({k[1] for k in rows})
         self.echo_medians = {}
         lines = [
-            "| connections | server | msgs/s | server user µs/msg | server sys µs/msg | server CPU µs/msg (exact) | p50 µs | p99 µs | p99.9 µs | load-gen CPU % |",
+            f"| connections | server | {ECHO_COLUMNS} |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in conns:
@@ -99,22 +143,10 @@ class report:
                 runs = [r for _, r in rows.get((s, c), [])]
                 if not runs:
                     continue
-                m = {
-                    "msgs": median([r["msgs_per_s"] for r in runs]),
-                    "user": median([get(r, "server", "user_us_per_msg") for r in runs]),
-                    "sys": median([get(r, "server", "sys_us_per_msg") for r in runs]),
-                    "cpu": median([get(r, "server", "on_cpu_us_per_msg") or get(r, "server", "cpu_us_per_msg") for r in runs]),
-                    "p50": median([get(r, "latency_us", "p50") for r in runs]),
-                    "p99": median([get(r, "latency_us", "p99") for r in runs]),
-                    "p999": median([get(r, "latency_us", "p999") for r in runs]),
-                    "load": median([r.get("load_cpu_pct") for r in runs]),
-                    "n": len(runs),
-                }
+                m = echo_summary(runs)
                 self.echo_medians[(s, c)] = m
                 name = "atoll" if s == "atoll" else "bare Asio"
-                lines.append(
-                    f"| {c} | {name} | {fmt(m['msgs'])} | {fmt(m['user'])} | {fmt(m['sys'])} | {fmt(m['cpu'])} | {fmt(m['p50'])} | {fmt(m['p99'])} | {fmt(m['p999'])} | {fmt(m['load'], 2)} |"
-                )
+                lines.append(f"| {c} | {name} | {echo_row(m)} |")
         # Paired ratios: atoll's run r against bare Asio's run r (adjacent in time).
         ratio_lines = [
             "| connections | msgs/s ratio | user CPU/msg ratio | total CPU/msg ratio | paired user-CPU ratios, min–max |",
@@ -126,20 +158,14 @@ class report:
             b = self.echo_medians.get(("asio", c))
             if not a or not b:
                 continue
-            pa = {rd: r for rd, r in rows.get(("atoll", c), [])}
-            pb = {rd: r for rd, r in rows.get(("asio", c), [])}
-            paired = [
-                ratio(get(pa[k], "server", "user_us_per_msg"), get(pb[k], "server", "user_us_per_msg"))
-                for k in sorted(set(pa) & set(pb))
-            ]
-            paired = [p for p in paired if p is not None]
+            spread = paired_ratios(rows.get(("atoll", c), []), rows.get(("asio", c), []),
+                                   "server", "user_us_per_msg")
             rr = {
                 "msgs": ratio(a["msgs"], b["msgs"]),
                 "user": ratio(a["user"], b["user"]),
                 "cpu": ratio(a["cpu"], b["cpu"]),
             }
             self.echo_ratios[c] = rr
-            spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else "n/a"
             ratio_lines.append(
                 f"| {c} | {fmt(rr['msgs'])} | {fmt(rr['user'])} | {fmt(rr['cpu'])} | {spread} |"
             )
@@ -204,6 +230,90 @@ plot '{dat}' using 4:xtic(1) title "atoll, user" lc rgb "#1f77b4", \\
      '' using ($5+$7) title "bare Asio, user + system" lc rgb "#dddddd"
 """,
         )
+
+    # ---- WebSocket echo -------------------------------------------------------------------
+    def ws_table(self):
+        rows = {}
+        for rec in self.ws:
+            r = rec["result"]
+            rows.setdefault((rec["server"], r["size"], r["connections"]), []).append((rec["round"], r))
+        configs = sorted({(k[1], k[2]) for k in rows})
+        self.ws_medians = {}
+        self.ws_ratios = {}
+        lines = [
+            f"| message | connections | server | {ECHO_COLUMNS} |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for size, c in configs:
+            for s in WS_SERVERS:
+                runs = [r for _, r in rows.get((s, size, c), [])]
+                if not runs:
+                    continue
+                m = echo_summary(runs)
+                self.ws_medians[(s, size, c)] = m
+                lines.append(f"| {size:,} B | {c} | {WS_SERVERS[s]} | {echo_row(m)} |")
+        ratio_lines = [
+            "| message | connections | WebSocket / raw: user CPU/msg | total CPU/msg | paired user-CPU ratios, min–max | atoll / Node `ws`: msgs/s | paired msgs/s ratios, min–max | Node `ws` / atoll: total CPU/msg |",
+            "|---:|---:|---:|---:|---|---:|---|---:|",
+        ]
+        for size, c in configs:
+            w = self.ws_medians.get(("atoll-ws", size, c))
+            if not w:
+                continue
+            raw = self.ws_medians.get(("atoll", size, c))
+            node = self.ws_medians.get(("node-ws", size, c))
+            rr = {
+                "user": ratio(w["user"], raw["user"]) if raw else None,
+                "cpu": ratio(w["cpu"], raw["cpu"]) if raw else None,
+                "msgs": ratio(w["msgs"], node["msgs"]) if node else None,
+                "node_cpu": ratio(node["cpu"], w["cpu"]) if node else None,
+            }
+            self.ws_ratios[size] = rr
+            ws_runs = rows.get(("atoll-ws", size, c), [])
+            cpu_spread = paired_ratios(ws_runs, rows.get(("atoll", size, c), []), "server", "user_us_per_msg")
+            msgs_spread = paired_ratios(ws_runs, rows.get(("node-ws", size, c), []), "msgs_per_s")
+            ratio_lines.append(
+                f"| {size:,} B | {c} | {fmt(rr['user'])} | {fmt(rr['cpu'])} | {cpu_spread} | {fmt(rr['msgs'])} | {msgs_spread} | {fmt(rr['node_cpu'])} |"
+            )
+            what = f"WebSocket echo {size:,} B, {c} conn"
+            self.targets.append(
+                (
+                    f"{what}: server user CPU/msg ≤ 1.5× atoll's raw echo",
+                    f"{fmt(rr['user'])}× (exact total CPU {fmt(rr['cpu'])}×)" if raw else "raw echo not measured",
+                    verdict(rr["user"] is not None and rr["user"] <= 1.5) if raw else "not run",
+                )
+            )
+            self.targets.append(
+                (
+                    f"{what}: msgs/s ≥ 1.5× Node `ws`",
+                    f"{fmt(rr['msgs'])}×" if node else "Node `ws` not measured (node/npm missing)",
+                    verdict(rr["msgs"] is not None and rr["msgs"] >= 1.5) if node else "not run",
+                )
+            )
+        if self.ws_medians:
+            dat = os.path.join(self.dir, "ws.dat")
+            with open(dat, "w") as f:
+                f.write("# size " + " ".join(WS_SERVERS) + "\n")
+                for size, c in configs:
+                    vals = [get(self.ws_medians, (s, size, c), "msgs") for s in WS_SERVERS]
+                    f.write(f'"{size:,} B" ' + " ".join("0" if v is None else f"{v:.6g}" for v in vals) + "\n")
+            self.plot(
+                "ws_echo_throughput.png",
+                f"""
+set title "WebSocket echo, 50 connections: messages/s (median of rounds)"
+set ylabel "messages / s"
+set xlabel "message payload"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set key top right
+plot '{dat}' using 2:xtic(1) title "atoll WebSocket" lc rgb "#1f77b4", \\
+     '' using 3 title "Node ws" lc rgb "#2ca02c", \\
+     '' using 4 title "atoll raw TCP echo" lc rgb "#aaaaaa"
+""",
+            )
+        return lines, ratio_lines
 
     # ---- churn ------------------------------------------------------------------------
     def churn_table(self):
@@ -447,6 +557,16 @@ plot """ + ", \\\n     ".join(series) + "\n",
                 + "/".join(f"{fmt(self.echo_ratios[c]['cpu'])}×" for c in cs)
                 + "."
             )
+        if getattr(self, "ws_ratios", None):
+            sizes = sorted(self.ws_ratios)
+            parts.append(
+                "WebSocket echo at " + "/".join(f"{s:,} B" for s in sizes) + ", 50 connections: "
+                + "server CPU per message (exact total) "
+                + "/".join(f"{fmt(self.ws_ratios[s]['cpu'])}×" for s in sizes)
+                + " atoll's raw echo; msgs/s "
+                + "/".join(f"{fmt(self.ws_ratios[s]['msgs'])}×" for s in sizes)
+                + " Node `ws`."
+            )
         for t, m, v in self.targets:
             if t.startswith("churn"):
                 parts.append(f"Churn: {m} the connections/s of bare Asio.")
@@ -464,6 +584,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         e = self.env
         echo_lines, echo_ratio_lines, conns = self.echo_table()
         self.echo_plots(conns)
+        ws_lines, ws_ratio_lines = self.ws_table()
         churn_lines = self.churn_table()
         idle_lines = self.idle_table()
         overload_lines = self.overload_table()
@@ -471,6 +592,12 @@ plot """ + ", \\\n     ".join(series) + "\n",
 
         doc = []
         w = doc.append
+
+        def figure(name):  # the plot, if gnuplot made it
+            if name in self.plot_files:
+                w(f"![{name}]({self.rel_plots}/{name})")
+                w("")
+
         w("# atoll benchmark results")
         w("")
         w("Generated by `bench/run` (raw JSON lines: `build/bench/results/`, not committed). "
@@ -519,11 +646,6 @@ plot """ + ", \\\n     ".join(series) + "\n",
         for t, m, v in self.targets:
             w(f"| {t} | {m} | {v} |")
         w("")
-        w("WebSocket rows (ws-echo 64 B / 16 KiB against atoll's own raw echo, and against Node "
-          "`ws`) are not part of this run yet: they belong with the WebSocket module. The load "
-          "generator is ready for them: `atoll-load ws-echo -c 50 --size 64` against "
-          "`atoll-ws-echo` (HTTP upgrade, then masked binary frames).")
-        w("")
         w("## Echo, 64 B ping-pong")
         w("")
         w("`atoll-load echo -c C --size 64 --inflight 1` against `atoll-echo --threads 1` (atoll's "
@@ -539,9 +661,36 @@ plot """ + ", \\\n     ".join(series) + "\n",
         doc += echo_ratio_lines
         w("")
         for p in ("echo_throughput.png", "echo_cpu_per_msg.png"):
-            if p in self.plot_files:
-                w(f"![{p}]({self.rel_plots}/{p})")
-                w("")
+            figure(p)
+        w("## WebSocket echo")
+        w("")
+        if self.ws:
+            node = e.get("node", "none")
+            node_text = (f"Node {node} with `ws` {e.get('node_ws')}" if node != "none"
+                         else "Node `ws`: not run (node/npm missing)")
+            w("`atoll-load ws-echo -c 50 --size S --inflight 1` (one HTTP upgrade per connection, "
+              "then ping-pong of masked binary frames of S payload bytes; the reply is the "
+              "server's unmasked frame) against `atoll-ws-echo --threads 1` and against "
+              f"`bench/baseline/ws_echo_node.mjs` ({node_text}: a `WebSocketServer` whose "
+              "`message` handler sends the data back), and `atoll-load echo` with the same S "
+              "against `atoll-echo --threads 1`: what the same bytes cost atoll without "
+              "WebSocket. The three alternate A B C in every round, a fresh server per run, "
+              "each pinned to one CPU (Node's helper threads included). **Compression is off "
+              "on both sides:** `atoll-ws-echo` runs without `--deflate`, the Node server with "
+              "`perMessageDeflate: false`, and atoll-load's upgrade request offers no "
+              "extension (it refuses a 101 that names one), so every frame carries the "
+              "payload as is. Both servers set TCP_NODELAY (atoll by default, `ws` on every "
+              "socket).")
+            w("")
+            doc += ws_lines
+            w("")
+            doc += ws_ratio_lines
+            w("")
+            figure("ws_echo_throughput.png")
+        else:
+            w("Not part of this run (no `ws.jsonl`: `atoll-ws-echo` was not built, or the run "
+              "predates the WebSocket rows).")
+            w("")
         w("## Churn")
         w("")
         w("`atoll-load churn -c 8 --src-ips 16`: 8 lanes of connect → 1-byte echo → close.")
@@ -555,9 +704,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         w("")
         doc += idle_lines
         w("")
-        if "idle_rss.png" in self.plot_files:
-            w(f"![idle_rss.png]({self.rel_plots}/idle_rss.png)")
-            w("")
+        figure("idle_rss.png")
         w("## At the connection limit (overload)")
         w("")
         w(f"Limit 100; `atoll-load overload --held 100 --extra 4000 --rate 500 --attempt-timeout-ms "
@@ -579,9 +726,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         w("")
         doc += overload_lines
         w("")
-        if "overload_time_to_outcome.png" in self.plot_files:
-            w(f"![overload_time_to_outcome.png]({self.rel_plots}/overload_time_to_outcome.png)")
-            w("")
+        figure("overload_time_to_outcome.png")
         w("## Micro-benchmarks")
         w("")
         w("`bench_core` (Google Benchmark), not pinned (the 2-thread supervisor case runs on "

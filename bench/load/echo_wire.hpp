@@ -14,6 +14,7 @@ struct echo_wire {
   std::string handshake;               // sent once after connecting (empty: none)
   std::string handshake_end;           // the reply to it ends with this (e.g. "\r\n\r\n")
   std::string handshake_reply_prefix;  // and must start with this (e.g. "HTTP/1.1 101")
+  std::string handshake_reply_absent;  // and must not contain this (lower case; any case matches)
   std::vector<char> request;           // one request, sent again for every reply
   std::size_t reply_size = 0;          // bytes of one whole reply
 };
@@ -46,6 +47,10 @@ inline echo_wire make_ws_wire(std::size_t size, const std::string& host_port) {
       "\r\n";
   w.handshake_end = "\r\n\r\n";
   w.handshake_reply_prefix = "HTTP/1.1 101";
+  // No extension is offered, so none may be agreed: a server that compressed its replies
+  // (permessage-deflate) would not be measured alike, and its frames would not have the size
+  // counted on below.
+  w.handshake_reply_absent = "sec-websocket-extensions";
   const std::size_t n = size == 0 ? 1 : size;
   // Header (section 5.2): FIN + opcode 2 (binary); mask bit + 7-bit length, or 126 + 16-bit,
   // or 127 + 64-bit length, big-endian.

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -178,6 +179,13 @@ void echo_client::consume(std::size_t n, const char* data, std::int64_t now) {
       return;
     }
     if (!handshake_in_.starts_with(run_.wire.handshake_reply_prefix)) return fail(EPROTO);
+    const std::string& absent = run_.wire.handshake_reply_absent;
+    if (!absent.empty()) {
+      std::string head = handshake_in_.substr(0, end);
+      std::transform(head.begin(), head.end(), head.begin(),
+                     [](unsigned char c) { return char(std::tolower(c)); });
+      if (head.find(absent) != std::string::npos) return fail(EPROTO);
+    }
     const std::size_t rest = handshake_in_.size() - end - run_.wire.handshake_end.size();
     handshake_in_.clear();
     phase_ = phase::running;
