@@ -323,6 +323,7 @@ void connection_impl::start_age_timer() {
       return;
     }
     // A goodbye, as at a drain; the default on_shutdown closes after the queued writes.
+    self->aged_ = true;
     self->invoke("on_shutdown", [&](handler& h) { h.on_shutdown(*self); });
   });
 }
@@ -835,6 +836,9 @@ std::error_code connection_impl::code_for(close_reason r) const noexcept {
   switch (r) {
     case close_reason::timeout: return errc::read_timeout;
     case close_reason::shutdown: return errc::shutting_down;
+    case close_reason::local_close:
+      if (aged_) return errc::max_age_reached;
+      return {};
     default: return {};
   }
 }

@@ -187,6 +187,7 @@ class connection_impl final : public connection,
   bool draining_ = false;
   bool in_timeout_ = false;
   bool reset_on_close_ = false;
+  bool aged_ = false;  // max_connection_age passed: a close says errc::max_age_reached
   bool tls_ = false;  // extras_->ssl is set: reads and writes go through OpenSSL
   std::uint8_t spec_hits_ = 0;   // speculative-read score, 0..3 (rearm_read)
   std::uint8_t spec_probe_ = 0;  // counts re-arms while the score is 0

@@ -178,8 +178,11 @@ void server_impl::stop(std::optional<std::chrono::milliseconds> timeout) {
 void server_impl::drain(std::optional<std::chrono::milliseconds> timeout) {
   const auto started = clock::now();
   for (auto& l : listeners_) {
-    l->set_stopping();
+    // Stop the acceptors first: a socket they accept meanwhile is admitted and then drained
+    // like the others. Marking the listener stopping first made them reject it (the client
+    // saw a close or a reset in the middle of a rolling restart).
     l->stop_accepting(true);
+    l->set_stopping();
     emit(event{event_type::listener_stopped, l->index(), 0, reject_reason::limit,
                close_reason::shutdown, errc::shutting_down, {}});
   }

@@ -1,11 +1,12 @@
-// atoll-echo: a plain-TCP echo server (bytes in, the same bytes out) built on atoll.
+// atoll-echo: a TCP echo server (bytes in, the same bytes out) built on atoll.
 //
 //   atoll-echo --port 4040 --health-port 4041 --metrics-port 4042    (--help lists all flags)
 //   nc 127.0.0.1 4040
 //
 // Read it top to bottom: the three handlers (what one connection does), the command-line
 // flags, then main(): listeners → start() → run(). SIGINT or SIGTERM makes run() drain every
-// connection gracefully and return.
+// connection gracefully and return. Deployment flags: TLS, the PROXY protocol behind a load
+// balancer, SO_REUSEPORT restarts, systemd socket activation, a maximum connection age.
 
 #include <algorithm>
 #include <atoll/atoll.hpp>
@@ -24,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -35,14 +37,42 @@ using namespace std::chrono_literals;
 /// Echo: bytes in, the same bytes out.
 class echo_handler final : public atl::handler {
  public:
+  explicit echo_handler(bool log_connections) : log_(log_connections) {}
+
+  void on_open(atl::connection& c) override {
+    // Behind the PROXY protocol, peer() is the original client from the header.
+    if (log_)
+      std::fprintf(stderr, "atoll-echo: open id=%llu peer=%s\n",
+                   static_cast<unsigned long long>(c.id()), c.peer().to_string().c_str());
+  }
   void on_data(atl::connection& c, std::span<const std::byte> data) override {
     // `data` points into the io thread's shared receive buffer and is reused after we return;
     // send() writes what it can now and copies the rest into this connection's queue.
     // A peer that writes faster than it reads fills that queue: stop reading until it drains
     // (TCP flow control then slows the peer down) instead of buffering without bound.
     if (c.send(data) == atl::send_result::backpressure) c.pause_reading();
+    received_ = true;
+    if (closing_) c.close();  // the first bytes came after the drain began: answered, done
   }
   void on_writable(atl::connection& c) override { c.resume_reading(); }
+  // The server is draining (SIGTERM) or the connection reached --max-connection-age-ms. A
+  // connection that has had its echo is closed (after its queued bytes); one whose first bytes
+  // have not arrived yet (a client that connected just before the drain) gets them echoed
+  // first, so no client loses its request to a restart; --drain-timeout-ms bounds the wait.
+  void on_shutdown(atl::connection& c) override {
+    if (received_) return c.close();
+    closing_ = true;
+  }
+  void on_close(atl::connection& c, atl::close_reason reason, std::error_code) override {
+    if (log_)
+      std::fprintf(stderr, "atoll-echo: close id=%llu reason=%s\n",
+                   static_cast<unsigned long long>(c.id()), std::string(to_string(reason)).c_str());
+  }
+
+ private:
+  bool log_;
+  bool received_ = false;
+  bool closing_ = false;
 };
 
 /// Health check: answers "ok\n" to every line received.
@@ -96,15 +126,24 @@ struct options {
   std::size_t retry_count = atl::listener_config{}.retry_count;
   std::chrono::milliseconds retry_wait = atl::listener_config{}.retry_wait;
   std::chrono::milliseconds read_timeout = atl::listener_config{}.read_timeout;
+  std::chrono::milliseconds drain_timeout = atl::listener_config{}.shutdown_timeout;
   std::optional<std::uint16_t> health_port;   // none by default
   std::optional<std::uint16_t> metrics_port;  // none by default
+  std::string tls_cert, tls_key;              // TLS on the echo port when both are given
+  atl::proxy_protocol_mode proxy_protocol = atl::proxy_protocol_mode::off;
+  std::chrono::milliseconds handshake_timeout = atl::listener_config{}.handshake_timeout;
+  bool reuse_port = false;
+  std::chrono::milliseconds max_connection_age = atl::listener_config{}.max_connection_age;
+  std::chrono::milliseconds max_connection_age_jitter{0};
+  bool log_connections = false;
 };
 
 void print_help() {
   const options d;
   std::printf(
       "usage: atoll-echo [flags]\n"
-      "A plain-TCP echo server. Ctrl-C (SIGINT) or SIGTERM drains connections and exits 0.\n"
+      "A TCP echo server (plain or TLS). Ctrl-C (SIGINT) or SIGTERM drains connections and "
+      "exits 0.\n"
       "\n"
       "  --host ADDR              IP address to bind, also for --health-port/--metrics-port "
       "(default %s)\n"
@@ -117,17 +156,44 @@ void print_help() {
       "  --retry-wait-ms MS       see --retry-count (default %lld)\n"
       "  --read-timeout-ms MS     close an echo connection idle this long; 0 = never "
       "(default %lld)\n"
+      "  --drain-timeout-ms MS    on SIGINT/SIGTERM, wait this long for connections to finish,"
+      "\n"
+      "                           then abort the rest; 0 = abort at once (default %lld)\n"
       "  --health-port N          also listen on N, answer \"ok\\n\" to every line; "
       "own limit of 16\n"
       "                           connections (default: off)\n"
       "  --metrics-port N         also listen on N, serve Prometheus metrics to HTTP GET "
       "(default: off)\n"
+      "\n"
+      "Deployment (echo port only):\n"
+      "  --tls-cert FILE          TLS with this PEM certificate chain (needs --tls-key)\n"
+      "  --tls-key FILE           PEM private key of --tls-cert\n"
+      "  --proxy-protocol MODE    off, v1, v2 or any: expect a PROXY protocol header (HAProxy's"
+      "\n"
+      "                           send-proxy / send-proxy-v2) first on every connection "
+      "(default off)\n"
+      "  --handshake-timeout-ms MS  time for the PROXY header and TLS handshake (default "
+      "%lld)\n"
+      "  --reuse-port             bind with SO_REUSEPORT, so a new server can start on the "
+      "same port\n"
+      "                           before this one stops (zero-downtime restarts)\n"
+      "  --max-connection-age-ms MS  close connections older than this (after their echo), so"
+      "\n"
+      "                           clients reconnect and rebalance; 0 = never (default 0)\n"
+      "  --max-connection-age-jitter-ms MS  add a random 0..MS to each age (default 0)\n"
+      "  --log-connections        one line on stderr per echo connection opened and closed:\n"
+      "                           \"atoll-echo: open id=N peer=ADDR\", \"atoll-echo: close id=N "
+      "reason=R\"\n"
       "  --help                   show this text\n"
       "\n"
+      "Socket activation: when started with systemd's LISTEN_FDS/LISTEN_PID, the first passed\n"
+      "socket is the echo listener and --host/--port are not bound for it.\n"
       "Prints \"listening on HOST:PORT\" (and \"health on ...\", \"metrics on ...\") once bound.\n"
       "Exit codes: 0 ok, 1 start failed (e.g. port in use), 2 bad flag.\n",
       d.host.c_str(), unsigned{d.port}, d.threads, d.max_connections, d.retry_count,
-      static_cast<long long>(d.retry_wait.count()), static_cast<long long>(d.read_timeout.count()));
+      static_cast<long long>(d.retry_wait.count()), static_cast<long long>(d.read_timeout.count()),
+      static_cast<long long>(d.drain_timeout.count()),
+      static_cast<long long>(d.handshake_timeout.count()));
 }
 
 [[noreturn]] void bad_flag(std::string_view flag, std::string_view value,
@@ -157,6 +223,14 @@ options parse_flags(int argc, char** argv) {
       print_help();
       std::exit(0);
     }
+    if (flag == "--reuse-port") {  // switches without a value
+      o.reuse_port = true;
+      continue;
+    }
+    if (flag == "--log-connections") {
+      o.log_connections = true;
+      continue;
+    }
     std::string_view value;  // "--flag value" or "--flag=value"
     if (auto eq = flag.find('='); flag.starts_with("--") && eq != std::string_view::npos) {
       value = flag.substr(eq + 1);
@@ -185,6 +259,35 @@ options parse_flags(int argc, char** argv) {
     } else if (flag == "--read-timeout-ms") {
       o.read_timeout = std::chrono::milliseconds(
           parse_number(flag, value, 0, max_u32, "milliseconds >= 0 (0 = never)"));
+    } else if (flag == "--drain-timeout-ms") {
+      o.drain_timeout = std::chrono::milliseconds(
+          parse_number(flag, value, 0, max_u32, "milliseconds >= 0 (0 = abort at once)"));
+    } else if (flag == "--tls-cert") {
+      if (value.empty()) bad_flag(flag, value, "a PEM file");
+      o.tls_cert = value;
+    } else if (flag == "--tls-key") {
+      if (value.empty()) bad_flag(flag, value, "a PEM file");
+      o.tls_key = value;
+    } else if (flag == "--proxy-protocol") {
+      if (value == "off")
+        o.proxy_protocol = atl::proxy_protocol_mode::off;
+      else if (value == "v1")
+        o.proxy_protocol = atl::proxy_protocol_mode::v1;
+      else if (value == "v2")
+        o.proxy_protocol = atl::proxy_protocol_mode::v2;
+      else if (value == "any")
+        o.proxy_protocol = atl::proxy_protocol_mode::any;
+      else
+        bad_flag(flag, value, "off, v1, v2 or any");
+    } else if (flag == "--handshake-timeout-ms") {
+      o.handshake_timeout =
+          std::chrono::milliseconds(parse_number(flag, value, 1, max_u32, "milliseconds >= 1"));
+    } else if (flag == "--max-connection-age-ms") {
+      o.max_connection_age = std::chrono::milliseconds(
+          parse_number(flag, value, 0, max_u32, "milliseconds >= 0 (0 = never)"));
+    } else if (flag == "--max-connection-age-jitter-ms") {
+      o.max_connection_age_jitter =
+          std::chrono::milliseconds(parse_number(flag, value, 0, max_u32, "milliseconds >= 0"));
     } else if (flag == "--health-port") {
       o.health_port = std::uint16_t(parse_number(flag, value, 0, 65535, "a port 0..65535"));
     } else if (flag == "--metrics-port") {
@@ -195,6 +298,9 @@ options parse_flags(int argc, char** argv) {
       std::exit(2);
     }
   }
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    bad_flag(o.tls_cert.empty() ? "--tls-cert" : "--tls-key", "",
+             "a PEM file (--tls-cert and --tls-key go together)");
   return o;
 }
 
@@ -202,6 +308,17 @@ options parse_flags(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   const options opt = parse_flags(argc, argv);
+
+  // Socket activation: systemd (or any parent speaking its LISTEN_FDS protocol) may hand us
+  // the listening socket; then the echo port is that socket. Done first: it edits the
+  // environment, which must happen before any thread starts.
+  std::vector<atl::inherited_socket> inherited;
+  try {
+    inherited = atl::systemd_listen_fds();
+  } catch (const std::exception& e) {  // malformed LISTEN_FDS / LISTEN_PID
+    std::fprintf(stderr, "atoll-echo: %s\n", e.what());
+    return 1;
+  }
 
   atl::server_config config;
   config.io_threads = opt.threads;
@@ -226,8 +343,21 @@ int main(int argc, char** argv) {
   echo.retry_count = opt.retry_count;  // 0: over the limit → closed at once, never queued
   echo.retry_wait = opt.retry_wait;
   echo.read_timeout = opt.read_timeout;
+  echo.shutdown_timeout = opt.drain_timeout;
+  if (!inherited.empty()) echo.adopt_fd = inherited.front().fd;  // instead of host:port
+  echo.reuse_port = opt.reuse_port;         // lets a new server bind this port while we still run
+  echo.tls.cert_chain_file = opt.tls_cert;  // TLS is on when a certificate is given
+  echo.tls.key_file = opt.tls_key;
+  // Behind a load balancer that sends a PROXY header (HAProxy's send-proxy-v2): only enable
+  // it when every client comes through the proxy, or anyone could claim any address.
+  echo.proxy_protocol = opt.proxy_protocol;
+  echo.handshake_timeout = opt.handshake_timeout;
+  echo.max_connection_age = opt.max_connection_age;
+  echo.max_connection_age_jitter = opt.max_connection_age_jitter;
   const atl::listener_id echo_id =
-      server.add_listener(echo, [](atl::connection&) { return std::make_unique<echo_handler>(); });
+      server.add_listener(echo, [log = opt.log_connections](atl::connection&) {
+        return std::make_unique<echo_handler>(log);
+      });
 
   // Health and metrics get listeners of their own with a small limit of their own, so a
   // flood on the echo port can never starve the probes.
@@ -239,6 +369,7 @@ int main(int argc, char** argv) {
     health.port = *opt.health_port;
     health.max_connections = 16;
     health.read_timeout = 10s;
+    health.shutdown_timeout = opt.drain_timeout;
     health_id = server.add_listener(
         health, [](atl::connection&) { return std::make_unique<health_handler>(); });
   }
@@ -250,6 +381,7 @@ int main(int argc, char** argv) {
     metrics.port = *opt.metrics_port;
     metrics.max_connections = 16;
     metrics.read_timeout = 10s;
+    metrics.shutdown_timeout = opt.drain_timeout;
     metrics_id = server.add_listener(
         metrics, [&server](atl::connection&) { return std::make_unique<metrics_handler>(server); });
   }
@@ -271,9 +403,9 @@ int main(int argc, char** argv) {
     std::printf("metrics on %s\n", server.local_endpoint(*metrics_id).to_string().c_str());
   std::fflush(stdout);
 
-  // Blocks until SIGINT/SIGTERM, then drains: stops accepting, calls on_shutdown on every
-  // connection (the default closes it after its queued writes), waits up to each listener's
-  // shutdown_timeout (15 s) and aborts what is left.
+  // Blocks until SIGINT/SIGTERM, then drains: stops accepting (closes the listening sockets,
+  // so a load balancer's next connect is refused and goes to another server), calls
+  // on_shutdown on every connection, waits up to --drain-timeout-ms (15 s) and aborts the rest.
   server.run();
   std::printf("stopped\n");
   return 0;

@@ -111,7 +111,8 @@ struct listener_config {
   std::chrono::milliseconds handshake_timeout{10'000};
   /// After this long (plus a random 0..`max_connection_age_jitter`, spreading the goodbyes),
   /// an open connection gets `handler::on_shutdown` once, so long-lived connections
-  /// rebalance across a cluster; the default `on_shutdown` closes after the queued writes.
+  /// rebalance across a cluster; the default `on_shutdown` closes after the queued writes
+  /// (`on_close` then gets `close_reason::local_close` with `errc::max_age_reached`).
   /// 0 = no limit (default).
   std::chrono::milliseconds max_connection_age{0};
   /// See `max_connection_age`. Default 0.
