@@ -271,6 +271,16 @@ int connection_impl::read_proxy_header() {
   return 0;
 }
 
+// A readiness wait of the handshake phase completed.
+void connection_impl::on_handshake_io(std::error_code ec) {
+  if (!ec) return handshake_step();
+  if (ec == asio::error::operation_aborted) return;
+  const bool in_proxy = extras_ && !extras_->proxy_done;
+  reject_unopened(in_proxy ? reject_reason::proxy_header_invalid
+                           : reject_reason::tls_handshake_failed,
+                  ec);
+}
+
 void connection_impl::handshake_step() {
   if (state_ != state::handshaking) return;
   extras& x = *extras_;
@@ -370,15 +380,7 @@ void connection_impl::arm_read() {
 
 void connection_impl::on_readable(std::error_code ec) {
   read_armed_ = false;
-  if (state_ == state::handshaking) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        reject_unopened(reject_reason::tls_handshake_failed, ec);
-      }
-      return;
-    }
-    return handshake_step();
-  }
+  if (state_ == state::handshaking) return on_handshake_io(ec);
   if (state_ != state::open || finish_pending_) return;
   if (ec) {
     if (ec != asio::error::operation_aborted) finish(close_reason::error, ec);
@@ -632,15 +634,7 @@ void connection_impl::arm_write() {
 
 void connection_impl::on_writable_ready(std::error_code ec) {
   write_armed_ = false;
-  if (state_ == state::handshaking) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        reject_unopened(reject_reason::tls_handshake_failed, ec);
-      }
-      return;
-    }
-    return handshake_step();
-  }
+  if (state_ == state::handshaking) return on_handshake_io(ec);
   if (state_ == state::finished || finish_pending_) return;
   if (ec) {
     if (ec != asio::error::operation_aborted) finish(close_reason::error, ec);

@@ -133,6 +133,7 @@ class connection_impl final : public connection,
   extras& more();
   void open_handler(bool after_wait);
   void handshake_step();
+  void on_handshake_io(std::error_code ec);
   int read_proxy_header();
   void reject_unopened(reject_reason why, std::error_code ec);
   void start_age_timer();
