@@ -259,10 +259,9 @@ int connection_impl::read_proxy_header() {
     }
     bump(counters_.bytes_in, take);
     if (r.status == proxy::status::complete) {
-      if (r.hdr.command == proxy::command::proxy && !r.hdr.source.empty()) {
-        peer_ = compact_address(r.hdr.source.data(), r.hdr.source.size());
-      }
       x.proxy = std::move(r.hdr);
+      // Also in peer_, which events report.
+      if (const proxy::header* h = proxied()) peer_ = compact_address(h->source.data(), h->source.size());
       x.proxy_bytes = {};
       x.proxy_done = true;
       return 1;
@@ -338,20 +337,21 @@ void connection_impl::start_age_timer() {
   });
 }
 
+// The PROXY header when it carries the client's addresses (a PROXY command with a family).
+const proxy::header* connection_impl::proxied() const noexcept {
+  if (!extras_ || !extras_->proxy) return nullptr;
+  const proxy::header& h = *extras_->proxy;
+  return h.command == proxy::command::proxy && !h.source.empty() ? &h : nullptr;
+}
+
 endpoint connection_impl::peer() const noexcept {
   // The PROXY header's source in full (a Unix path too; peer_ keeps only IP addresses).
-  if (extras_ && extras_->proxy && extras_->proxy->command == proxy::command::proxy &&
-      !extras_->proxy->source.empty()) {
-    return extras_->proxy->source;
-  }
+  if (const proxy::header* h = proxied()) return h->source;
   return peer_.to_endpoint();
 }
 
 endpoint connection_impl::local() const noexcept {
-  if (extras_ && extras_->proxy && extras_->proxy->command == proxy::command::proxy &&
-      !extras_->proxy->destination.empty()) {
-    return extras_->proxy->destination;
-  }
+  if (const proxy::header* h = proxied(); h && !h->destination.empty()) return h->destination;
   if (peer_.family() == AF_UNIX) return listener_.first_endpoint();
   // Asked for rarely, so not stored: one getsockname(2) per call, none per accept.
   sockaddr_storage ss{};
@@ -431,10 +431,18 @@ void connection_impl::read_some(bool speculative) {
 void connection_impl::rearm_read() {
   if (read_armed_ || paused_ || state_ != state::open || finish_pending_) return;
   if (spec_hits_ == 0 && (++spec_probe_ & 15) != 0) return arm_read();
+  post_read();
+}
+
+// Reads without waiting for readiness, after the other work queued on the thread: a
+// speculative recv on a plain connection, or the bytes OpenSSL may already hold (which epoll
+// cannot report) on a TLS one.
+void connection_impl::post_read() {
   read_armed_ = true;
   asio::post(thread_.executor(), [self = self_] {
     self->read_armed_ = false;
     if (self->state_ != state::open || self->paused_ || self->finish_pending_) return;
+    if (self->tls_) return self->on_readable_tls();
     self->read_some(true);
   });
 }
@@ -472,8 +480,7 @@ void connection_impl::on_readable_tls() {
   // Yield to the other connections. OpenSSL may hold decrypted bytes epoll knows nothing
   // of, so come back by a post rather than by waiting for the socket.
   if (state_ != state::open || paused_ || finish_pending_ || read_armed_) return;
-  read_armed_ = true;
-  asio::post(thread_.executor(), [self = self_] { self->on_readable({}); });
+  post_read();
 }
 
 void connection_impl::on_peer_eof() {
@@ -501,12 +508,7 @@ void connection_impl::resume_reading() {
   paused_ = false;
   if (state_ != state::open) return;
   touch_timeout();
-  if (tls_ && !read_armed_ && !finish_pending_) {
-    // OpenSSL may already hold decrypted bytes that epoll will never report: read first.
-    read_armed_ = true;
-    asio::post(thread_.executor(), [self = self_] { self->on_readable({}); });
-    return;
-  }
+  if (tls_ && !read_armed_ && !finish_pending_) return post_read();  // OpenSSL may hold bytes
   arm_read();
 }
 

@@ -142,6 +142,8 @@ class connection_impl final : public connection,
   void on_readable_tls();
   void read_some(bool speculative);
   void rearm_read();
+  void post_read();
+  const proxy::header* proxied() const noexcept;
   bool tls_write_queued();
   int flush_files();
   void shut_write_now();

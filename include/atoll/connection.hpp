@@ -90,7 +90,9 @@ class connection {
   /// a LOCAL header, e.g. a health check). Returned by value:
   /// connections store addresses compactly (memory per idle connection matters).
   endpoint peer() const noexcept;
-  /// The local address the connection was accepted on (for Unix sockets the listener's path).
+  /// The local address the connection was accepted on (for Unix sockets the listener's path;
+  /// behind the PROXY protocol the header's destination). Looked up when asked (one
+  /// getsockname(2)); empty once the socket has closed, i.e. in `on_close`.
   endpoint local() const noexcept;
   /// A server-wide unique id (never reused while the server lives).
   std::uint64_t id() const noexcept;

@@ -199,7 +199,7 @@ class haproxy_cluster : public ::testing::Test {
     for (int attempt = 1; attempt <= 3 && !started; ++attempt) {
       const std::uint16_t port = atl::test::free_loopback_port();
       ASSERT_NE(port, 0);
-      frontend_ = atl::test::loopback4("127.0.0.1", port);
+      frontend_ = atl::test::ip_endpoint("127.0.0.1", port);
       started = hp_.start(config(), startup_timeout, /*report=*/attempt == 3);
     }
     ASSERT_TRUE(started);
@@ -311,7 +311,7 @@ TEST_F(haproxy_cluster,
 
   // Hold e0's only slot with a direct connection (it needs a PROXY header like any other).
   const auto header = atl::proxy::build_v2(
-      atl::proxy::command::proxy, atl::test::loopback4("192.0.2.1", 1234), echo_[0]->address);
+      atl::proxy::command::proxy, atl::test::ip_endpoint("192.0.2.1", 1234), echo_[0]->address);
   const std::string header_text(reinterpret_cast<const char*>(header.data()), header.size());
   // A health check may hold the slot for a moment: then this one is refused; try again.
   client held;
@@ -395,7 +395,7 @@ TEST_F(haproxy_cluster, rolling_restart_with_sigterm_loses_no_request) {
 
   // A connection to e1 (straight, with its PROXY header) whose request is still to come:
   // the drain must wait for it.
-  const atl::endpoint pending_client = atl::test::loopback4("192.0.2.77", 7777);
+  const atl::endpoint pending_client = atl::test::ip_endpoint("192.0.2.77", 7777);
   const auto header =
       atl::proxy::build_v2(atl::proxy::command::proxy, pending_client, echo_[1]->address);
   client pending = client::connect(echo_[1]->address);

@@ -58,7 +58,7 @@ class listening_socket {
  public:
   listening_socket() {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const atl::endpoint any = atl::test::loopback4("127.0.0.1", 0);
+    const atl::endpoint any = atl::test::ip_endpoint("127.0.0.1", 0);
     if (fd_ < 0 || ::bind(fd_, any.data(), any.size()) != 0 || ::listen(fd_, 128) != 0) {
       close();
       return;

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/endpoints.hpp"
 #include "support/test_client.hpp"
 
 extern char** environ;
@@ -534,15 +535,6 @@ inline std::uint16_t free_loopback_port() {
   return port;
 }
 
-/// An IPv4 loopback endpoint.
-inline atl::endpoint loopback4(const char* address, std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  ::inet_pton(AF_INET, address, &a.sin_addr);
-  return {reinterpret_cast<const sockaddr*>(&a), sizeof a};
-}
-
 /// Connects from `source` (an address of the loopback range, port 0 = any) to `to`, so the
 /// client's address differs from the proxy's own (127.0.0.1). `*from` gets the bound source
 /// address (getsockname). Invalid client on failure.
@@ -550,7 +542,7 @@ inline client connect_from(const char* source, const atl::endpoint& to,
                            std::chrono::milliseconds timeout, atl::endpoint* from = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return client{};
-  const atl::endpoint src = loopback4(source, 0);
+  const atl::endpoint src = ip_endpoint(source, 0);
   if (::bind(fd, src.data(), src.size()) != 0) {
     ::close(fd);
     return client{};

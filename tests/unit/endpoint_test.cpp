@@ -10,31 +10,12 @@
 #include <cstring>
 #include <string>
 
+#include "support/endpoints.hpp"
+
 namespace {
 
-atl::endpoint v4(const char* address, std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  EXPECT_EQ(::inet_pton(AF_INET, address, &a.sin_addr), 1);
-  return {reinterpret_cast<const sockaddr*>(&a), sizeof a};
-}
-
-atl::endpoint v6(const char* address, std::uint16_t port) {
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(port);
-  EXPECT_EQ(::inet_pton(AF_INET6, address, &a.sin6_addr), 1);
-  return {reinterpret_cast<const sockaddr*>(&a), sizeof a};
-}
-
-atl::endpoint unix_path(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.data(), path.size());
-  return {reinterpret_cast<const sockaddr*>(&a),
-          static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1)};
-}
+using atl::test::ip_endpoint;
+using atl::test::unix_endpoint;
 
 TEST(endpoint, default_constructed_is_empty) {
   atl::endpoint e;
@@ -50,7 +31,7 @@ TEST(endpoint, default_constructed_is_empty) {
 }
 
 TEST(endpoint, ipv4_has_address_port_and_text_form) {
-  auto e = v4("127.0.0.1", 4040);
+  auto e = ip_endpoint("127.0.0.1", 4040);
   EXPECT_FALSE(e.empty());
   EXPECT_EQ(e.family(), AF_INET);
   EXPECT_TRUE(e.is_ip());
@@ -64,26 +45,26 @@ TEST(endpoint, ipv4_has_address_port_and_text_form) {
 }
 
 TEST(endpoint, ipv4_port_is_in_host_byte_order_over_the_full_range) {
-  EXPECT_EQ(v4("10.1.2.3", 0).to_string(), "10.1.2.3:0");
-  EXPECT_EQ(v4("10.1.2.3", 1).port(), 1);
-  EXPECT_EQ(v4("10.1.2.3", 256).port(), 256);
-  EXPECT_EQ(v4("255.255.255.255", 65535).to_string(), "255.255.255.255:65535");
+  EXPECT_EQ(ip_endpoint("10.1.2.3", 0).to_string(), "10.1.2.3:0");
+  EXPECT_EQ(ip_endpoint("10.1.2.3", 1).port(), 1);
+  EXPECT_EQ(ip_endpoint("10.1.2.3", 256).port(), 256);
+  EXPECT_EQ(ip_endpoint("255.255.255.255", 65535).to_string(), "255.255.255.255:65535");
 }
 
 TEST(endpoint, ipv6_is_bracketed_in_text_form) {
-  auto e = v6("::1", 8080);
+  auto e = ip_endpoint("::1", 8080);
   EXPECT_EQ(e.family(), AF_INET6);
   EXPECT_TRUE(e.is_ip());
   EXPECT_EQ(e.address(), "::1");
   EXPECT_EQ(e.port(), 8080);
   EXPECT_EQ(e.to_string(), "[::1]:8080");
-  EXPECT_EQ(v6("::", 1).to_string(), "[::]:1");
-  EXPECT_EQ(v6("2001:db8::42", 443).to_string(), "[2001:db8::42]:443");
-  EXPECT_EQ(v6("::ffff:127.0.0.1", 9).address(), "::ffff:127.0.0.1");
+  EXPECT_EQ(ip_endpoint("::", 1).to_string(), "[::]:1");
+  EXPECT_EQ(ip_endpoint("2001:db8::42", 443).to_string(), "[2001:db8::42]:443");
+  EXPECT_EQ(ip_endpoint("::ffff:127.0.0.1", 9).address(), "::ffff:127.0.0.1");
 }
 
 TEST(endpoint, unix_socket_has_a_path_and_no_port) {
-  auto e = unix_path("/run/x.sock");
+  auto e = unix_endpoint("/run/x.sock");
   EXPECT_EQ(e.family(), AF_UNIX);
   EXPECT_TRUE(e.is_unix());
   EXPECT_FALSE(e.is_ip());
@@ -125,11 +106,11 @@ TEST(endpoint, oversized_lengths_are_truncated_to_the_storage) {
 }
 
 TEST(endpoint, is_a_value_type) {
-  auto a = v4("192.0.2.1", 80);
+  auto a = ip_endpoint("192.0.2.1", 80);
   atl::endpoint b = a;
   atl::endpoint c;
   c = b;
-  a = v6("::1", 1);
+  a = ip_endpoint("::1", 1);
   EXPECT_EQ(b.to_string(), "192.0.2.1:80");
   EXPECT_EQ(c.to_string(), "192.0.2.1:80");
   EXPECT_EQ(c.size(), sizeof(sockaddr_in));

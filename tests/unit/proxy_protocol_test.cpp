@@ -16,7 +16,12 @@
 #include <string_view>
 #include <vector>
 
+#include "support/endpoints.hpp"
+
 namespace {
+
+using atl::test::ip_endpoint;
+using atl::test::unix_endpoint;
 
 namespace proxy = atl::proxy;
 using atl::proxy_protocol_mode;
@@ -58,30 +63,6 @@ bytes tlv_bytes(unsigned type, const bytes& value) {
 }
 
 bytes zeros(std::size_t n) { return bytes(n, std::byte{0}); }
-
-atl::endpoint v4(const char* address, std::uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  EXPECT_EQ(::inet_pton(AF_INET, address, &a.sin_addr), 1);
-  return {reinterpret_cast<const sockaddr*>(&a), sizeof a};
-}
-
-atl::endpoint v6(const char* address, std::uint16_t port) {
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(port);
-  EXPECT_EQ(::inet_pton(AF_INET6, address, &a.sin6_addr), 1);
-  return {reinterpret_cast<const sockaddr*>(&a), sizeof a};
-}
-
-atl::endpoint unix_path(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.data(), path.size());
-  return {reinterpret_cast<const sockaddr*>(&a),
-          static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1)};
-}
 
 // A Unix endpoint whose 108-byte path has no NUL (Linux allows it; v2 cannot carry it).
 atl::endpoint unterminated_unix_path() {
@@ -584,10 +565,10 @@ TEST(proxy_protocol_modes, empty_input_needs_more) {
 // Builders
 
 TEST(proxy_protocol_build, build_v1_writes_the_spec_line_and_parses_back) {
-  const auto line = proxy::build_v1(v4("192.168.0.1", 56324), v4("192.168.0.11", 443));
+  const auto line = proxy::build_v1(ip_endpoint("192.168.0.1", 56324), ip_endpoint("192.168.0.11", 443));
   EXPECT_EQ(line, text("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"));
 
-  const auto six = proxy::build_v1(v6("2001:db8::1", 1), v6("::ffff:10.0.0.1", 65535));
+  const auto six = proxy::build_v1(ip_endpoint("2001:db8::1", 1), ip_endpoint("::ffff:10.0.0.1", 65535));
   EXPECT_EQ(six, text("PROXY TCP6 2001:db8::1 ::ffff:10.0.0.1 1 65535\r\n"));
   const auto h = parse_complete(six, proxy_protocol_mode::v1, six.size());
   EXPECT_EQ(h.source.to_string(), "[2001:db8::1]:1");
@@ -596,18 +577,18 @@ TEST(proxy_protocol_build, build_v1_writes_the_spec_line_and_parses_back) {
 
 TEST(proxy_protocol_build, build_v1_writes_unknown_when_families_differ_or_are_not_ip) {
   const bytes unknown = text("PROXY UNKNOWN\r\n");
-  EXPECT_EQ(proxy::build_v1(v4("1.2.3.4", 1), v6("::1", 2)), unknown);
-  EXPECT_EQ(proxy::build_v1(unix_path("/a"), unix_path("/b")), unknown);
+  EXPECT_EQ(proxy::build_v1(ip_endpoint("1.2.3.4", 1), ip_endpoint("::1", 2)), unknown);
+  EXPECT_EQ(proxy::build_v1(unix_endpoint("/a"), unix_endpoint("/b")), unknown);
   EXPECT_EQ(proxy::build_v1({}, {}), unknown);
   EXPECT_EQ(proxy::parse(unknown, proxy_protocol_mode::v1).hdr.command, proxy::command::local);
 }
 
 TEST(proxy_protocol_build, build_v2_matches_a_hand_built_header_and_its_crc) {
   const std::vector<proxy::tlv> tlvs = {{proxy::tlv_type::crc32c, "ignored"}};
-  EXPECT_EQ(proxy::build_v2(proxy::command::proxy, v4("192.168.0.1", 56324),
-                            v4("192.168.0.11", 443), tlvs),
+  EXPECT_EQ(proxy::build_v2(proxy::command::proxy, ip_endpoint("192.168.0.1", 56324),
+                            ip_endpoint("192.168.0.11", 443), tlvs),
             crc_header);
-  EXPECT_EQ(proxy::build_v2(proxy::command::local, v4("192.168.0.1", 1), v4("192.168.0.11", 2)),
+  EXPECT_EQ(proxy::build_v2(proxy::command::local, ip_endpoint("192.168.0.1", 1), ip_endpoint("192.168.0.11", 2)),
             v2(0x20, 0x00, {}));
 }
 
@@ -622,9 +603,9 @@ TEST(proxy_protocol_build, build_v2_round_trips_every_family_with_tlvs) {
       {proxy::tlv_type::noop, std::string(3, '\0')},
   };
   const std::vector<std::pair<atl::endpoint, atl::endpoint>> pairs = {
-      {v4("10.0.0.1", 1234), v4("10.0.0.2", 80)},
-      {v6("2001:db8::5", 0), v6("fe80::1", 65535)},
-      {unix_path("/run/src.sock"), unix_path(std::string(107, 'd'))},
+      {ip_endpoint("10.0.0.1", 1234), ip_endpoint("10.0.0.2", 80)},
+      {ip_endpoint("2001:db8::5", 0), ip_endpoint("fe80::1", 65535)},
+      {unix_endpoint("/run/src.sock"), unix_endpoint(std::string(107, 'd'))},
   };
   for (const auto& [src, dst] : pairs) {
     SCOPED_TRACE(src.to_string());
@@ -653,9 +634,9 @@ TEST(proxy_protocol_build, build_v2_round_trips_every_family_with_tlvs) {
 
 TEST(proxy_protocol_build, build_v2_sends_unspec_for_mixed_or_unrepresentable_endpoints) {
   for (const auto& [src, dst] : std::vector<std::pair<atl::endpoint, atl::endpoint>>{
-           {v4("1.2.3.4", 1), v6("::1", 2)},
+           {ip_endpoint("1.2.3.4", 1), ip_endpoint("::1", 2)},
            {atl::endpoint{}, atl::endpoint{}},
-           {unterminated_unix_path(), unix_path("/b")},
+           {unterminated_unix_path(), unix_endpoint("/b")},
        }) {
     const auto built = proxy::build_v2(proxy::command::proxy, src, dst);
     EXPECT_EQ(built, v2(0x21, 0x00, {}));
