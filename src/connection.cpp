@@ -121,6 +121,7 @@ connection_impl::~connection_impl() {
 }
 
 void connection_impl::open(bool after_wait) {
+  entry in(*this);
   const listener_config& cfg = listener_.config();
   const bool proxy = cfg.proxy_protocol != proxy_protocol_mode::off;
   if (!proxy && listener_.tls() == nullptr) return open_handler(after_wait);
@@ -323,18 +324,39 @@ const proxy::header* connection_impl::proxy_header() const noexcept {
 
 void connection_impl::start_age_timer() {
   const listener_config& cfg = listener_.config();
-  extras& x = more();
-  x.age_timer.emplace(thread_.executor());
-  x.age_timer->expires_after(jittered(cfg.max_connection_age, cfg.max_connection_age_jitter));
-  x.age_timer->async_wait([weak = weak_from_this()](std::error_code ec) {
+  more().age_timer =
+      after(jittered(cfg.max_connection_age, cfg.max_connection_age_jitter), [this](connection&) {
+        if (state_ != state::open || draining_) return;
+        // A goodbye, as at a drain; the default on_shutdown closes after the queued writes.
+        aged_ = true;
+        invoke("on_shutdown", [&](handler& h) { h.on_shutdown(*this); });
+      });
+}
+
+// ---- timers (connection::after) -------------------------------------------------------------
+
+connection_timer connection_impl::after(std::chrono::milliseconds delay,
+                                        std::function<void(connection&)> fn) {
+  auto st = std::make_shared<connection_timer_state>(thread_.executor());
+  st->fn = std::move(fn);
+  st->timer.expires_after(delay);
+  // Weak references only: a timer kept by nobody, or a connection that has ended, makes the
+  // completion a no-op. An expired timer whose completion is already queued when it is
+  // cancelled sees an empty fn (Asio cannot un-queue it).
+  st->timer.async_wait([weak_state = std::weak_ptr<connection_timer_state>(st),
+                        weak = weak_from_this()](std::error_code ec) {
+    if (ec) return;
+    auto s = weak_state.lock();
+    if (!s || !s->fn) return;
     auto self = weak.lock();
-    if (ec || !self || self->state_ != state::open || self->finish_pending_ || self->draining_) {
-      return;
-    }
-    // A goodbye, as at a drain; the default on_shutdown closes after the queued writes.
-    self->aged_ = true;
-    self->invoke("on_shutdown", [&](handler& h) { h.on_shutdown(*self); });
+    if (!self) return;
+    auto f = std::move(s->fn);
+    s->fn = nullptr;
+    self->run_guarded("timer", [&] {
+      if (!self->finish_pending_) f(*self);
+    });
   });
+  return connection_timer(std::move(st));
 }
 
 // The PROXY header when it carries the client's addresses (a PROXY command with a family).
@@ -378,14 +400,30 @@ void connection_impl::arm_read() {
                      [self = self_](std::error_code ec) { self->on_readable(ec); });
 }
 
+// A read wait whatever the read state: SSL_write needs the peer's bytes to go on (also while
+// reading is paused or the connection is flushing before a close).
+void connection_impl::arm_read_wait() {
+  if (read_armed_ || state_ == state::finished) return;
+  read_armed_ = true;
+  socket_.async_wait(stream_socket::wait_read,
+                     [self = self_](std::error_code ec) { self->on_readable(ec); });
+}
+
 void connection_impl::on_readable(std::error_code ec) {
+  entry in(*this);
   read_armed_ = false;
   if (state_ == state::handshaking) return on_handshake_io(ec);
-  if (state_ != state::open || finish_pending_) return;
+  if (state_ == state::finished || finish_pending_) return;
   if (ec) {
     if (ec != asio::error::operation_aborted) finish(close_reason::error, ec);
     return;
   }
+  if (extras_ && extras_->write_wants_read) {
+    extras_->write_wants_read = false;
+    flush();
+    if (finish_pending_) return;
+  }
+  if (state_ != state::open || paused_) return;
   if (tls_) return on_readable_tls();
   read_some(false);
 }
@@ -440,6 +478,7 @@ void connection_impl::rearm_read() {
 void connection_impl::post_read() {
   read_armed_ = true;
   asio::post(thread_.executor(), [self = self_] {
+    entry in(*self);
     self->read_armed_ = false;
     if (self->state_ != state::open || self->paused_ || self->finish_pending_) return;
     if (self->tls_) return self->on_readable_tls();
@@ -528,14 +567,20 @@ void connection_impl::set_read_timeout(std::chrono::milliseconds d) {
 }
 
 void connection_impl::on_read_timeout() {
-  if (state_ == state::finished) return;
+  entry in(*this);
+  if (state_ == state::finished || finish_pending_) return;
   if (state_ == state::handshaking) {
     return reject_unopened(reject_reason::handshake_timeout, errc::handshake_timeout);
   }
   if (state_ == state::closing) {
-    // close() could not flush within the timeout: the peer is not reading.
+    // close() could not flush within the timeout: the peer is not reading. A slow consumer
+    // dropped with a goodbye (close_with) stays counted as one.
     reset_on_close_ = true;
-    finish(close_reason::timeout, errc::read_timeout);
+    if (closing_reason_ == close_reason::slow_consumer) {
+      finish(close_reason::slow_consumer, errc::slow_consumer);
+    } else {
+      finish(close_reason::timeout, errc::read_timeout);
+    }
     return;
   }
   in_timeout_ = true;
@@ -563,9 +608,24 @@ send_result connection_impl::send(std::span<const std::byte> data) {
     return send_result::dropped;
   }
   const listener_config& cfg = listener_.config();
-  if (data.empty()) {
-    return buffered_amount() > cfg.write_low_water ? send_result::backpressure : send_result::ok;
+  // The limit applies to what was queued before this send (uWebSockets' rule): one message
+  // larger than the limit still goes out whole; a peer that lets messages pile up is dropped.
+  if (buffered_amount() > cfg.max_write_buffer) {
+    reset_on_close_ = true;
+    finish(close_reason::slow_consumer, errc::slow_consumer);
+    return send_result::dropped;
   }
+  if (!data.empty() && !write_or_queue(data)) return send_result::dropped;
+  if (buffered_amount() > cfg.write_low_water) {
+    want_writable_ = true;
+    return send_result::backpressure;
+  }
+  return send_result::ok;
+}
+
+// Writes what the kernel takes now and queues the rest (in order behind a queued file). False:
+// the connection failed (finish is pending).
+bool connection_impl::write_or_queue(std::span<const std::byte> data) {
   const bool behind_file = extras_ && !extras_->files.empty();
   if (queue_.empty() && !behind_file && !tls_) {
     const ssize_t n = ::send(socket_.native_handle(), data.data(), data.size(),
@@ -573,18 +633,13 @@ send_result connection_impl::send(std::span<const std::byte> data) {
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         fail(errno);
-        return send_result::dropped;
+        return false;
       }
     } else {
       bump(counters_.bytes_out, static_cast<std::size_t>(n));
       data = data.subspan(static_cast<std::size_t>(n));
-      if (data.empty()) return send_result::ok;
+      if (data.empty()) return true;
     }
-  }
-  if (buffered_amount() + data.size() > cfg.max_write_buffer) {
-    reset_on_close_ = true;
-    finish(close_reason::slow_consumer, errc::slow_consumer);
-    return send_result::dropped;
   }
   if (behind_file) {
     // After a file: kept in order behind it.
@@ -594,17 +649,17 @@ send_result connection_impl::send(std::span<const std::byte> data) {
   } else {
     queue_.append(data);
     if (tls_) {
-      if (!write_armed_ && !tls_write_queued()) return send_result::dropped;
+      if (!write_armed_ && !extras_->write_wants_read && !tls_write_queued()) return false;
     } else {
       arm_write();
     }
   }
   if (paused_ && !static_cast<timeout_entry&>(*this).linked()) touch_timeout();
-  if (buffered_amount() > cfg.write_low_water) {
-    want_writable_ = true;
-    return send_result::backpressure;
-  }
-  return send_result::ok;
+  return true;
+}
+
+std::size_t connection_impl::max_write_buffer() const noexcept {
+  return listener_.config().max_write_buffer;
 }
 
 std::error_code connection_impl::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
@@ -635,6 +690,7 @@ void connection_impl::arm_write() {
 }
 
 void connection_impl::on_writable_ready(std::error_code ec) {
+  entry in(*this);
   write_armed_ = false;
   if (state_ == state::handshaking) return on_handshake_io(ec);
   if (state_ == state::finished || finish_pending_) return;
@@ -680,8 +736,13 @@ bool connection_impl::tls_write_queued() {
     }
     switch (SSL_get_error(ssl, n)) {
       case SSL_ERROR_WANT_WRITE:
-      case SSL_ERROR_WANT_READ:
         arm_write();
+        return true;
+      case SSL_ERROR_WANT_READ:
+        // The peer's bytes are needed first (e.g. a renegotiation): waiting for writability
+        // would spin, the socket being writable. on_readable retries the write.
+        extras_->write_wants_read = true;
+        arm_read_wait();
         return true;
       case SSL_ERROR_SYSCALL:
         fail(errno != 0 ? errno : EPIPE);
@@ -832,6 +893,7 @@ std::error_code connection_impl::code_for(close_reason r) const noexcept {
   switch (r) {
     case close_reason::timeout: return errc::read_timeout;
     case close_reason::shutdown: return errc::shutting_down;
+    case close_reason::slow_consumer: return errc::slow_consumer;
     case close_reason::local_close:
       if (aged_) return errc::max_age_reached;
       return {};
@@ -851,6 +913,18 @@ void connection_impl::close() {
   if (!static_cast<timeout_entry&>(*this).linked()) touch_timeout();
 }
 
+void connection_impl::close_with(std::span<const std::byte> last, close_reason why) {
+  if (state_ != state::open || finish_pending_) return;
+  if (!last.empty() && !write_shut_ && !shutdown_write_pending_ && !write_or_queue(last)) return;
+  state_ = state::closing;
+  closing_reason_ = why;
+  if (!write_pending() && !write_armed_) {
+    finish(closing_reason_, code_for(closing_reason_));
+    return;
+  }
+  if (!static_cast<timeout_entry&>(*this).linked()) touch_timeout();
+}
+
 void connection_impl::abort() {
   if (state_ == state::finished) return;
   reset_on_close_ = true;
@@ -860,6 +934,7 @@ void connection_impl::abort() {
 }
 
 void connection_impl::begin_shutdown() {
+  entry in(*this);
   if (state_ == state::handshaking) {
     return reject_unopened(reject_reason::shutdown, errc::shutting_down);
   }
@@ -869,6 +944,7 @@ void connection_impl::begin_shutdown() {
 }
 
 void connection_impl::force_close() {
+  entry in(*this);
   if (state_ == state::handshaking) {
     return reject_unopened(reject_reason::shutdown, errc::shutting_down);
   }
@@ -886,17 +962,19 @@ void connection_impl::fail(int err) {
          std::error_code(err, std::system_category()));
 }
 
+// Never tears down here: the end of the outermost entry does (settle), so no code that runs
+// inside the connection — a handler, a module's timer, atoll's own read loop — outlives what
+// it is running in.
 void connection_impl::finish(close_reason r, std::error_code ec) {
   if (state_ == state::finished || finish_pending_) return;
-  if (depth_ > 0) {
-    // Inside a handler callback: end the connection once the callback has returned, so a
-    // handler is never destroyed (or told on_close) while one of its own calls is running.
-    finish_pending_ = true;
-    pending_reason_ = r;
-    pending_ec_ = ec;
-    return;
+  finish_pending_ = true;
+  pending_reason_ = r;
+  pending_ec_ = ec;
+  if (depth_ == 0) {
+    // Called from outside any entry (user code on the io thread holding a connection&):
+    // settle from posted work, itself an entry.
+    asio::post(thread_.executor(), [self = shared_from_this()] { entry in(*self); });
   }
-  do_finish(r, ec);
 }
 
 void connection_impl::do_finish(close_reason r, std::error_code ec) {
@@ -912,7 +990,7 @@ void connection_impl::do_finish(close_reason r, std::error_code ec) {
     ERR_clear_error();
     SSL_shutdown(extras_->ssl);  // close_notify, one non-blocking attempt
   }
-  if (extras_ && extras_->age_timer) extras_->age_timer->cancel();
+  if (extras_) extras_->age_timer.cancel();
   std::error_code ignored;
   socket_.close(ignored);  // also cancels the pending waits
   queue_.clear();
@@ -992,6 +1070,32 @@ send_result connection::send(std::string_view text) {
 void connection::close() { impl().close(); }
 void connection::abort() { impl().abort(); }
 void connection::shutdown_write() { impl().shutdown_write(); }
+void connection::close_with(std::span<const std::byte> last, close_reason why) {
+  impl().close_with(last, why);
+}
+std::size_t connection::max_write_buffer() const noexcept { return impl().max_write_buffer(); }
+connection_timer connection::after(std::chrono::milliseconds delay,
+                                   std::function<void(connection&)> fn) {
+  return impl().after(delay, std::move(fn));
+}
+
+connection_timer& connection_timer::operator=(connection_timer&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+connection_timer::~connection_timer() { cancel(); }
+
+void connection_timer::cancel() noexcept {
+  if (!state_) return;
+  state_->fn = nullptr;
+  state_->timer.cancel();
+}
+
+bool connection_timer::pending() const noexcept { return state_ && state_->fn != nullptr; }
 void connection::pause_reading() { impl().pause_reading(); }
 void connection::resume_reading() { impl().resume_reading(); }
 bool connection::reading_paused() const noexcept { return impl().reading_paused(); }

@@ -8,12 +8,18 @@
 // Lifetime: the connection owns itself (self_) from on_open until it finishes; pending async
 // waits hold a shared_ptr too, so it is destroyed only after they complete. It always
 // finishes on its own io thread.
+// Entries (issue 9, the keepalive use-after-free): every way into a connection from its
+// thread's loop — readiness, the read timeout, timers, posted work, handle calls, a drain —
+// holds an `entry` for its whole run. finish() never tears down synchronously: it records the
+// reason, and the outermost entry's end (settle) does it. A finish requested outside any entry
+// (user code on the io thread holding a connection&) is settled by posted work.
 
 #include <openssl/ssl.h>
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,6 +40,14 @@ namespace atl::detail {
 
 class listener_state;
 
+// What connection::after() allocates: the timer and the callback, owned by the returned
+// connection_timer; the wait's completion holds only weak references.
+struct connection_timer_state {
+  explicit connection_timer_state(executor_type ex) : timer(ex) {}
+  steady_timer timer;
+  std::function<void(connection&)> fn;  // empty once started or cancelled
+};
+
 class connection_impl final : public connection,
                               public list_node<registry_tag>,
                               public timeout_entry,
@@ -48,9 +62,26 @@ class connection_impl final : public connection,
   // the waiting room (counted as such).
   void open(bool after_wait);
 
+  // One entry into the connection (see the file comment); nests.
+  class entry {
+   public:
+    explicit entry(connection_impl& c) noexcept : c_(c) { ++c_.depth_; }
+    ~entry() {
+      if (--c_.depth_ == 0) c_.settle();
+    }
+    entry(const entry&) = delete;
+    entry& operator=(const entry&) = delete;
+
+   private:
+    connection_impl& c_;
+  };
+
   // connection API (io thread).
   send_result send(std::span<const std::byte> data);
   void close();
+  void close_with(std::span<const std::byte> last, close_reason why);
+  connection_timer after(std::chrono::milliseconds delay, std::function<void(connection&)> fn);
+  std::size_t max_write_buffer() const noexcept;
   void abort();
   void shutdown_write();
   void pause_reading();
@@ -76,12 +107,12 @@ class connection_impl final : public connection,
   void on_read_timeout();
   void begin_shutdown();
   void force_close();
-  // Runs user work posted through a connection_handle, with the same exception guard as
-  // handler callbacks.
+  // Runs user code (a handler callback, work posted through a connection_handle, a timer's
+  // callback) inside an entry, with the exception guard of handler callbacks.
   template <class F>
   void run_guarded(const char* what, F&& f) {
     if (state_ == state::finished) return;
-    ++depth_;
+    entry in(*this);
     try {
       f();
     } catch (const std::exception& e) {
@@ -89,7 +120,6 @@ class connection_impl final : public connection,
     } catch (...) {
       on_handler_exception(what, "unknown exception");
     }
-    if (--depth_ == 0) settle();
   }
 
  private:
@@ -118,8 +148,9 @@ class connection_impl final : public connection,
     std::vector<std::byte> proxy_bytes;  // header bytes read so far
     bool proxy_done = false;
     bool read_wants_write = false;  // SSL_read asked to wait for writability
+    bool write_wants_read = false;  // SSL_write asked to wait for readability
     bool after_wait = false;        // came from the waiting room (for open_handler)
-    std::optional<steady_timer> age_timer;
+    connection_timer age_timer;
     std::deque<file_segment> files;
     std::size_t after_bytes = 0;  // sum of files[i].after sizes
   };
@@ -138,12 +169,14 @@ class connection_impl final : public connection,
   void reject_unopened(reject_reason why, std::error_code ec);
   void start_age_timer();
   void arm_read();
+  void arm_read_wait();
   void on_readable(std::error_code ec);
   void on_readable_tls();
   void read_some(bool speculative);
   void rearm_read();
   void post_read();
   const proxy::header* proxied() const noexcept;
+  bool write_or_queue(std::span<const std::byte> data);
   bool tls_write_queued();
   int flush_files();
   void shut_write_now();

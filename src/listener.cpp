@@ -27,6 +27,10 @@ namespace atl::detail {
 
 namespace {
 
+// At most this many 4 KiB reads of a refused socket before the reject response (16 KiB: a
+// request head; a refused peer cannot make a refusal cost more).
+constexpr int reject_drain_reads = 4;
+
 std::string default_name(std::size_t index, const listener_config& c) {
   return c.name.empty() ? "listener" + std::to_string(index) : c.name;
 }
@@ -373,10 +377,16 @@ void listener_state::admit(io_thread& t, unique_fd fd, slot s, const compact_add
 void listener_state::reject(listener_counters& ctr, unique_fd fd, reject_reason why,
                             const compact_address& peer) {
   if (!config_.reject_response.empty()) {
-    // Read what the client already sent, so close() sends FIN rather than RST and the
-    // response is not discarded by the client's kernel; one non-blocking send, never waited.
+    // Read what the client already sent (a request head), so close() sends FIN rather than
+    // RST and the response is not discarded by the client's kernel; one non-blocking send,
+    // never waited for. Bounded (issue 9): a refused peer that streams could otherwise keep
+    // the io thread here as long as it likes; past the bound it gets a reset, as it would
+    // with no response configured and bytes unread.
     char sink[4096];
-    while (::recv(fd.get(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    for (int i = 0; i < reject_drain_reads; ++i) {
+      if (::recv(fd.get(), sink, sizeof sink, MSG_DONTWAIT) < static_cast<ssize_t>(sizeof sink)) {
+        break;
+      }
     }
     ::send(fd.get(), config_.reject_response.data(), config_.reject_response.size(),
            MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -46,7 +46,10 @@ void read_timeouts::on_timer(std::error_code ec) {
   armed_for_ = clock::time_point::max();
   const auto now = clock::now();
   clock::time_point next = clock::time_point::max();
-  for (auto& q : queues_) {
+  // By index: a handler's on_timeout may set a new duration, appending to queues_ (a range-for
+  // would then read a reallocated vector). Queues themselves never move (unique_ptr).
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    timeout_queue* q = queues_[i].get();
     // A connection that is kept gets a deadline after `now`, at the back, so this ends.
     while (connection_impl* c = q->list.front()) {
       if (static_cast<timeout_entry&>(*c).deadline > now) break;

@@ -24,18 +24,20 @@ namespace atl {
 
 namespace detail {
 class connection_impl;
-}
+struct connection_timer_state;
+}  // namespace detail
 
 class connection_handle;
+class connection_timer;
 
 /// What `connection::send` did with the bytes.
 enum class send_result {
   ok,            ///< written to the kernel or queued; the queue is at or below the low mark.
   backpressure,  ///< queued, and the queue is above `write_low_water`: slow down until
                  ///< `handler::on_writable`.
-  dropped,       ///< not queued: the connection is closing or closed, or this send pushed the
-                 ///< queue past `max_write_buffer` (the connection is then closed as
-                 ///< `close_reason::slow_consumer`).
+  dropped,       ///< not queued: the connection is closing or closed, or more than
+                 ///< `max_write_buffer` bytes were already queued before this send (the
+                 ///< connection is then reset as `close_reason::slow_consumer`).
 };
 
 /// An admitted connection, owned by atoll. A handler receives it by reference in every
@@ -49,12 +51,24 @@ enum class send_result {
 /// does not take is copied to the connection's write queue and written, gathered, when the
 /// socket is writable. Nothing sent before `close()` is lost: `close()` waits for the queue.
 /// No call blocks the io thread (atoll never sets SO_LINGER unless configured).
+///
+/// Entering and finishing (the one rule that keeps handlers safe): everything that runs code
+/// of a connection — its readiness events, its read timeout, its timers (`after()`), work
+/// posted through a `connection_handle`, a drain — enters through one guard. Whatever ends the
+/// connection inside such an entry (`close()` with nothing queued, `abort()`, a failed or
+/// over-limit `send()`, an exception) only marks it finished: `on_close` runs, and the
+/// handler is destroyed and the slot released, when the outermost entry returns. So code
+/// that called `send()` may go on touching its own members afterwards, whatever `send()`
+/// did. Modules (e.g. `ws::session`) therefore never own raw Asio timers on a connection;
+/// they use `after()`.
 class connection {
  public:
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  /// Queues `bytes` for writing (copied unless written at once). See `send_result`.
+  /// Queues `bytes` for writing (copied unless written at once). See `send_result`. An empty
+  /// span queues nothing and reports the queue's state (`ok` or `backpressure`, the latter
+  /// promising an `on_writable`).
   send_result send(std::span<const std::byte> bytes);
   /// Queues the characters of `text`.
   send_result send(std::string_view text);
@@ -67,6 +81,12 @@ class connection {
   void abort();
   /// Sends FIN after the queued bytes (shutdown(SHUT_WR)); reading goes on.
   void shutdown_write();
+  /// A protocol's goodbye to a peer that is being dropped: queues `last` behind what is
+  /// queued (whatever the queue holds: it is not checked against `max_write_buffer`), then
+  /// closes as `close()` does, bounded by the read timeout (after which it is reset). `on_close`
+  /// and `closed_total` get `why` (`close_reason::slow_consumer` gives `errc::slow_consumer`).
+  /// E.g. a WebSocket close frame 1008 to a client that does not read.
+  void close_with(std::span<const std::byte> last, close_reason why = close_reason::local_close);
 
   /// Stops reading from the socket (the kernel buffers, then TCP flow control pushes back).
   /// The read timeout does not run while reading is paused and nothing is queued for
@@ -103,6 +123,9 @@ class connection {
 
   /// Bytes queued in user space and not yet handed to the kernel.
   std::size_t buffered_amount() const noexcept;
+  /// The listener's `max_write_buffer`: a `send()` made while more than this is queued drops
+  /// the connection as a slow consumer.
+  std::size_t max_write_buffer() const noexcept;
   /// False once the connection is closing (after `close()`, `abort()`, an error, EOF).
   bool is_open() const noexcept;
 
@@ -110,6 +133,15 @@ class connection {
   asio::any_io_executor executor() const;
   /// A thread-safe handle for sending to / closing this connection from other threads.
   connection_handle handle();
+
+  /// Runs `fn(*this)` once, `delay` from now, on the connection's io thread, entered through
+  /// the same guard as the handler's callbacks (an exception closes the connection as
+  /// `handler_error`; nothing it does can destroy the connection under it). It never runs
+  /// once the connection has ended, nor after the returned timer was cancelled or destroyed.
+  /// Keep the timer (e.g. as a handler member); discarding it cancels at once. Costs one
+  /// small allocation per call; no thread is involved.
+  [[nodiscard]] connection_timer after(std::chrono::milliseconds delay,
+                                       std::function<void(connection&)> fn);
 
   /// Queues `length` bytes of the open file `fd` from `offset` (0 = to the end of the file as
   /// it is now), in order with `send()`s before and after it. The descriptor is duplicated
@@ -143,6 +175,32 @@ class connection {
  private:
   detail::connection_impl& impl() noexcept;
   const detail::connection_impl& impl() const noexcept;
+};
+
+/// A pending `connection::after()` call. Move-only; cancelling or destroying it before the
+/// callback has started guarantees it will not run. Thread rules: use and destroy it on the
+/// connection's io thread (it may outlive the connection: then it does nothing).
+class connection_timer {
+ public:
+  /// An empty timer (nothing pending).
+  connection_timer() noexcept = default;
+  connection_timer(connection_timer&&) noexcept = default;
+  connection_timer& operator=(connection_timer&& other) noexcept;
+  connection_timer(const connection_timer&) = delete;
+  connection_timer& operator=(const connection_timer&) = delete;
+  /// Cancels (see `cancel()`).
+  ~connection_timer();
+
+  /// Cancels the callback if it has not started yet; does nothing otherwise.
+  void cancel() noexcept;
+  /// True from `after()` until the callback starts or the timer is cancelled.
+  bool pending() const noexcept;
+
+ private:
+  friend class detail::connection_impl;
+  explicit connection_timer(std::shared_ptr<detail::connection_timer_state> s) noexcept
+      : state_(std::move(s)) {}
+  std::shared_ptr<detail::connection_timer_state> state_;
 };
 
 /// A copyable, thread-safe reference to a connection. It never keeps a connection open: when

@@ -5,7 +5,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <asio/steady_timer.hpp>
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
@@ -28,16 +27,6 @@ struct endpoint_config {
   reader_options reader;
   handler_maker make;
   http_fallback fallback;
-};
-
-// A timer whose completion may run after its owner is gone: asio cannot un-queue a completion
-// that is already due when the timer is cancelled or destroyed, so the owner detaches itself
-// and the completion checks `owner` before touching anything.
-template <class Owner>
-struct detachable_timer {
-  explicit detachable_timer(const asio::any_io_executor& ex, Owner* o) : timer(ex), owner(o) {}
-  asio::steady_timer timer;
-  Owner* owner;
 };
 
 std::span<const std::byte> as_bytes(std::string_view s) noexcept {
@@ -70,13 +59,6 @@ class session_impl final : public ws::session, public atl::handler {
     }
   }
 
-  ~session_impl() override {
-    if (timer_) {
-      timer_->owner = nullptr;
-      timer_->timer.cancel();
-    }
-  }
-
   // -- atl::handler -----------------------------------------------------------------------------
 
   void on_open(atl::connection& c) override {
@@ -106,8 +88,7 @@ class session_impl final : public ws::session, public atl::handler {
           break;
         case read_kind::ping:
           if (state_ != state::open) break;
-          // §5.5.2: a pong with the identical payload, before anything else we send later.
-          if (!writer_.write_control(opcode::pong, ev.payload, out_)) flush();
+          answer_ping(ev.payload);
           user_->on_ping(*this, ev.payload);
           break;
         case read_kind::pong:
@@ -124,8 +105,19 @@ class session_impl final : public ws::session, public atl::handler {
     }
   }
 
-  void on_writable(atl::connection&) override {
-    if (state_ == state::open) user_->on_writable(*this);
+  void on_writable(atl::connection& c) override {
+    if (state_ != state::open) return;
+    backpressured_ = false;
+    if (pong_pending_) {
+      pong_pending_ = false;
+      if (!writer_.write_control(opcode::pong, pending_pong_, out_)) flush();
+      if (state_ != state::open) return;
+    }
+    if (paused_by_us_) {
+      paused_by_us_ = false;
+      c.resume_reading();
+    }
+    user_->on_writable(*this);
   }
 
   void on_timeout(atl::connection& c) override {
@@ -149,11 +141,7 @@ class session_impl final : public ws::session, public atl::handler {
 
   void on_close(atl::connection&, close_reason, std::error_code) override {
     state_ = state::done;
-    if (timer_) {
-      timer_->owner = nullptr;
-      timer_->timer.cancel();
-      timer_.reset();
-    }
+    timer_.cancel();
     if (!closed_reported_) {
       closed_reported_ = true;
       user_->on_close(*this, close_code_, close_reason_);
@@ -203,8 +191,10 @@ class session_impl final : public ws::session, public atl::handler {
     close_code_ = code;
     close_reason_.assign(reason.data(), std::min(reason.size(), max_close_reason_size));
     state_ = state::close_sent;
-    flush();
-    // The peer's close, then its FIN, are waited for; close_timeout bounds it.
+    if (flush() == send_result::dropped) return;
+    // The peer's close, then its FIN, are waited for; close_timeout bounds it. Reading goes
+    // on whatever the queue holds: the peer's close frame is what we wait for.
+    resume_if_paused();
     arm_timer(config_->opts.close_timeout);
   }
 
@@ -221,11 +211,64 @@ class session_impl final : public ws::session, public atl::handler {
     done,        // the close handshake is over or the connection failed; TCP is closing
   };
 
+  // Sends the frames in out_. Flow control (issue 9): when the queue is above the connection's
+  // low-water mark the session stops reading until on_writable, so a peer that does not read
+  // cannot make us queue replies (pongs, echoes) without bound. A peer that lets more than
+  // max_write_buffer pile up anyway is dropped with a close frame 1008, not a bare reset.
   send_result flush() {
+    if (conn_->buffered_amount() > conn_->max_write_buffer()) {
+      out_.clear();
+      drop_slow_consumer();
+      return send_result::dropped;
+    }
     const send_result r = conn_->send(std::span<const std::byte>(out_));
     out_.clear();
     if (out_.capacity() > max_kept_out_buffer) std::vector<std::byte>().swap(out_);
+    if (r == send_result::backpressure && state_ != state::done) {
+      backpressured_ = true;  // on_writable follows once the queue has drained
+      if (!conn_->reading_paused()) {
+        paused_by_us_ = true;
+        conn_->pause_reading();
+      }
+    }
     return r;
+  }
+
+  // §5.5.2: a pong with the identical payload. §5.5.3: when pings arrive faster than we can
+  // answer, only the most recent needs one; so while the queue is above its low-water mark
+  // (backpressured_) the last ping's payload (≤ 125 bytes) waits here, replacing the one
+  // before, and goes out from on_writable.
+  void answer_ping(std::span<const std::byte> payload) {
+    if (pong_pending_ || backpressured_) {
+      pending_pong_.assign(payload.begin(), payload.end());
+      pong_pending_ = true;
+      return;
+    }
+    if (!writer_.write_control(opcode::pong, payload, out_)) flush();
+  }
+
+  void resume_if_paused() {
+    if (!paused_by_us_) return;
+    paused_by_us_ = false;
+    conn_->resume_reading();
+  }
+
+  // The peer lets our messages pile up past max_write_buffer: a close frame 1008 goes behind
+  // what is queued (reaching the peer if it ever reads), and the connection is closed as a
+  // slow consumer once it has drained, or reset after close_timeout.
+  void drop_slow_consumer() {
+    if (state_ == state::done) return;
+    static constexpr std::string_view why = "slow consumer";
+    std::vector<std::byte> frame;
+    if (state_ == state::open) {
+      close_code_ = close_code::policy_violation;
+      close_reason_.assign(why);
+      writer_.write_close(close_code::policy_violation, why, frame);
+    }
+    state_ = state::done;
+    timer_.cancel();
+    conn_->set_read_timeout(config_->opts.close_timeout);
+    conn_->close_with(frame, close_reason::slow_consumer);
   }
 
   void on_peer_close(const close_info& info) {
@@ -257,20 +300,15 @@ class session_impl final : public ws::session, public atl::handler {
   // first, §7.1.1). A peer that does not read gets close_timeout, even with idle_timeout 0.
   void end_tcp() {
     state_ = state::done;
-    if (timer_) timer_->timer.cancel();
+    timer_.cancel();
     conn_->set_read_timeout(config_->opts.close_timeout);
     conn_->close();
   }
 
+  // The connection's own guarded timer: a send inside on_timer that ends the connection
+  // cannot destroy this session under it (the keepalive use-after-free of issue 9).
   void arm_timer(std::chrono::milliseconds after) {
-    if (!timer_) {
-      timer_ = std::make_shared<detachable_timer<session_impl>>(conn_->executor(), this);
-    }
-    timer_->timer.expires_after(after);
-    timer_->timer.async_wait([t = timer_](std::error_code ec) {
-      if (ec || t->owner == nullptr) return;
-      t->owner->on_timer();
-    });
+    timer_ = conn_->after(after, [this](atl::connection&) { on_timer(); });
   }
 
   void on_timer() {
@@ -298,9 +336,13 @@ class session_impl final : public ws::session, public atl::handler {
   message_reader reader_;
   message_writer writer_;
   std::vector<std::byte> out_;  // frames being built; sent (copied or written) at once
-  std::shared_ptr<detachable_timer<session_impl>> timer_;
+  std::vector<std::byte> pending_pong_;  // the last ping's payload while a pong waits
+  atl::connection_timer timer_;
   state state_ = state::open;
   bool closed_reported_ = false;
+  bool pong_pending_ = false;
+  bool backpressured_ = false;  // a send said backpressure; on_writable has not come yet
+  bool paused_by_us_ = false;   // flush() paused reading for it; on_writable resumes
   close_code close_code_ = close_code::abnormal;
   std::string close_reason_;
 };
@@ -312,19 +354,29 @@ class http_stage final : public atl::handler {
   explicit http_stage(std::shared_ptr<const endpoint_config> config)
       : config_(std::move(config)), parser_(config_->opts.http) {}
 
-  ~http_stage() override {
-    if (timer_) {
-      timer_->owner = nullptr;
-      timer_->timer.cancel();
-    }
-  }
-
   void on_open(atl::connection& c) override {
     conn_ = &c;
     arm_request_timer();
   }
 
   void on_data(atl::connection& c, std::span<const std::byte> data) override {
+    process(c, data);
+  }
+
+  // The fallback's replies met backpressure (below): go on with the requests kept back.
+  void on_writable(atl::connection& c) override {
+    if (!paused_ || done_) return;
+    paused_ = false;
+    std::vector<std::byte> kept = std::move(kept_);
+    kept_ = {};
+    c.resume_reading();
+    process(c, kept);
+  }
+
+  void on_close(atl::connection&, close_reason, std::error_code) override { timer_.cancel(); }
+
+ private:
+  void process(atl::connection& c, std::span<const std::byte> data) {
     while (!data.empty() && !done_) {
       const parse_result r = parser_.parse(data);
       if (r.status == parse_status::need_more) return;
@@ -339,6 +391,15 @@ class http_stage final : public atl::handler {
         parser_.reset();
         arm_request_timer();
         data = rest;
+        // Flow control (issue 9): a client that pipelines requests and does not read the
+        // answers would make us queue them without bound. Above the low-water mark (an empty
+        // send reports it) the rest of this read waits, with reading paused, for on_writable.
+        if (c.send(std::span<const std::byte>{}) == send_result::backpressure) {
+          kept_.assign(data.begin(), data.end());
+          paused_ = true;
+          c.pause_reading();
+          return;
+        }
         continue;
       }
       upgrade(c, request, rest);
@@ -346,12 +407,9 @@ class http_stage final : public atl::handler {
     }
   }
 
-  void on_close(atl::connection&, close_reason, std::error_code) override { detach_timer(); }
-
- private:
   void refuse(atl::connection& c, const std::string& response) {
     done_ = true;
-    detach_timer();
+    timer_.cancel();
     c.send(response);
     c.close();
   }
@@ -410,7 +468,7 @@ class http_stage final : public atl::handler {
       return;
     }
     done_ = true;
-    detach_timer();
+    timer_.cancel();
     if (c.send(hs.response) == send_result::dropped) return;
     c.upgrade(std::make_unique<session_impl>(config_, c, std::move(user),
                                              std::move(hs.subprotocol), hs.deflate),
@@ -420,29 +478,21 @@ class http_stage final : public atl::handler {
   void arm_request_timer() {
     const auto timeout = config_->opts.request_timeout;
     if (timeout.count() <= 0 || conn_ == nullptr) return;
-    if (!timer_) timer_ = std::make_shared<detachable_timer<http_stage>>(conn_->executor(), this);
-    timer_->timer.expires_after(timeout);
-    timer_->timer.async_wait([t = timer_](std::error_code ec) {
-      if (ec || t->owner == nullptr) return;
+    timer_ = conn_->after(timeout, [this](atl::connection& c) {
       // The request head did not arrive in time: close without an answer (a slow-loris peer
       // does not deserve one, and a 408 would race with its next bytes).
-      t->owner->done_ = true;
-      t->owner->conn_->close();
+      done_ = true;
+      c.close();
     });
-  }
-
-  void detach_timer() {
-    if (!timer_) return;
-    timer_->owner = nullptr;
-    timer_->timer.cancel();
-    timer_.reset();
   }
 
   std::shared_ptr<const endpoint_config> config_;
   http_request_parser parser_;
   atl::connection* conn_ = nullptr;
-  std::shared_ptr<detachable_timer<http_stage>> timer_;
+  atl::connection_timer timer_;
+  std::vector<std::byte> kept_;  // unparsed bytes held back while paused (≤ one read)
   bool done_ = false;
+  bool paused_ = false;  // reading paused for backpressure; on_writable goes on
 };
 
 }  // namespace detail
