@@ -157,7 +157,7 @@ TEST(proxy_protocol, v1_tcp4_header_sets_peer_and_local_to_its_addresses) {
   EXPECT_EQ(o->header->version, proxy::version::v1);
   EXPECT_EQ(o->header->command, proxy::command::proxy);
   EXPECT_EQ(o->header->header_length, header.size());
-  EXPECT_TRUE(o->header->tlvs.empty());
+  EXPECT_TRUE(o->header->tlvs().empty());
 }
 
 TEST(proxy_protocol, v1_tcp6_header_sets_ipv6_addresses_on_an_ipv4_socket) {
@@ -207,10 +207,10 @@ TEST(proxy_protocol, v2_ipv4_header_sets_addresses_and_exposes_its_tlvs) {
   EXPECT_EQ(o->header->version, proxy::version::v2);
   EXPECT_EQ(o->header->command, proxy::command::proxy);
   EXPECT_EQ(o->header->header_length, header.size());
-  EXPECT_EQ(o->header->alpn, "h2");
-  EXPECT_EQ(o->header->authority, "example.com");
-  EXPECT_EQ(o->header->unique_id, "conn-42");
-  EXPECT_EQ(o->header->tlvs, tlvs) << "every TLV, raw, in wire order";
+  EXPECT_EQ(o->header->alpn(), "h2");
+  EXPECT_EQ(o->header->authority(), "example.com");
+  EXPECT_EQ(o->header->unique_id(), "conn-42");
+  EXPECT_EQ(o->header->tlvs().to_vector(), tlvs) << "every TLV, raw, in wire order";
 }
 
 TEST(proxy_protocol, v2_ipv6_header_with_a_crc32c_tlv_is_verified_and_accepted) {
@@ -226,7 +226,7 @@ TEST(proxy_protocol, v2_ipv6_header_with_a_crc32c_tlv_is_verified_and_accepted) 
   EXPECT_EQ(o->peer.to_string(), "[2001:db8::10]:50123");
   EXPECT_EQ(o->local.to_string(), "[2001:db8:ffff::1]:8443");
   ASSERT_TRUE(o->header);
-  EXPECT_EQ(o->header->authority, "v6.example");
+  EXPECT_EQ(o->header->authority(), "v6.example");
   EXPECT_EQ(s.rejected(reject_reason::proxy_header_invalid), 0u);
 }
 
@@ -246,7 +246,7 @@ TEST(proxy_protocol, v2_local_command_keeps_the_socket_addresses_and_its_tlvs) {
   ASSERT_TRUE(o->header);
   EXPECT_EQ(o->header->command, proxy::command::local);
   EXPECT_TRUE(o->header->source.empty());
-  EXPECT_EQ(o->header->unique_id, "health-check");
+  EXPECT_EQ(o->header->unique_id(), "health-check");
 }
 
 TEST(proxy_protocol, a_listener_without_it_has_no_header_and_passes_proxy_text_as_data) {
@@ -315,7 +315,7 @@ TEST(proxy_protocol,
   ASSERT_TRUE(o);
   EXPECT_EQ(o->peer.to_string(), "[2001:db8::10]:50123");
   ASSERT_TRUE(o->header);
-  EXPECT_EQ(o->header->authority, "split.example");
+  EXPECT_EQ(o->header->authority(), "split.example");
 }
 
 TEST(proxy_protocol, v1_header_split_into_single_bytes_still_parses) {
