@@ -399,6 +399,34 @@ TEST(proxy_protocol, a_corrupted_v2_header_is_refused) {
   EXPECT_EQ(s.opens().size(), 0u);
 }
 
+TEST(proxy_protocol, a_v2_header_past_the_tlv_cap_is_refused_and_one_at_it_is_kept_small) {
+  proxy_server s(proxy_protocol_mode::v2);
+  // The attack (issue 9): the largest v2 header, 21845 empty TLVs, which pinned ~1.25 MiB
+  // per connection for its life.
+  const std::vector<proxy::tlv> flood(21845, {proxy::tlv_type::noop, ""});
+  const std::string attack = text(proxy::build_v2(proxy::command::local, {}, {}, flood));
+  ASSERT_EQ(attack.size(), proxy::max_v2_header_size);
+  expect_closed_after(s.address(), attack + "data");
+  EXPECT_TRUE(s.wait_rejected(reject_reason::proxy_header_invalid, 1));
+  EXPECT_EQ(s.opens().size(), 0u);
+
+  // 128 TLVs, the most allowed: served, and the header kept is its TLV bytes plus the object.
+  std::vector<proxy::tlv> at_cap(127, {proxy::tlv_type::noop, ""});
+  at_cap.push_back({proxy::tlv_type::alpn, "h2"});
+  const std::string header = text(proxy::build_v2(proxy::command::proxy, v4_src, v4_dst, at_cap));
+  client c = client::connect(s.address());
+  ASSERT_TRUE(c.valid());
+  expect_echo_after(c, header, "at the cap");
+  const auto o = s.opens().wait(0);
+  ASSERT_TRUE(o);
+  ASSERT_TRUE(o->header);
+  EXPECT_EQ(o->peer.to_string(), "192.0.2.10:40000");
+  EXPECT_EQ(o->header->tlvs().size(), 128u);
+  EXPECT_EQ(o->header->alpn(), "h2");
+  EXPECT_EQ(o->header->retained_bytes(), sizeof(proxy::header) + 3 * 127 + 3 + 2);
+  EXPECT_EQ(s.rejected(reject_reason::proxy_header_invalid), 1u);
+}
+
 TEST(proxy_protocol, no_header_within_the_handshake_timeout_closes_the_connection) {
   proxy_server s(proxy_protocol_mode::v2, 200ms);
   const auto t0 = std::chrono::steady_clock::now();
