@@ -208,7 +208,7 @@ struct header {
   std::uint32_t header_length = 0;
 
   /// Every v2 TLV in wire order, raw (also the ones below, also for LOCAL); empty for v1.
-  /// The views are valid while this header is alive and not assigned to.
+  /// The views are valid while this header is alive, not moved from and not assigned to.
   tlv_range tlvs() const noexcept { return tlv_range{tlv_block_}; }
   /// The first TLV of `type`, or nothing (e.g. `find(tlv_type::netns)`).
   std::optional<tlv_view> find(std::uint8_t type) const noexcept { return tlvs().find(type); }
