@@ -310,49 +310,29 @@ std::optional<endpoint> make_unix(std::span<const std::byte> raw) noexcept {
   return endpoint{reinterpret_cast<const sockaddr*>(&a), static_cast<socklen_t>(size)};
 }
 
-// The PP2_TYPE_SSL value (§2.2.6): client, verify, then sub-TLVs that exactly fill it.
-bool parse_ssl(std::span<const std::byte> value, ssl_info* out) {
-  if (value.size() < ssl_fixed_size) return false;
-  ssl_info info;
-  info.present = true;
-  info.client = u8_at(value, 0);
-  info.verify = be32_at(value, 1);
-  std::size_t pos = ssl_fixed_size;
-  while (pos < value.size()) {
-    if (value.size() - pos < tlv_header_size) return false;
-    const std::uint8_t type = u8_at(value, pos);
-    const std::size_t length = be16_at(value, pos + 1);
-    pos += tlv_header_size;
-    if (value.size() - pos < length) return false;
-    const auto text = std::string(as_text(value.subspan(pos, length)));
-    pos += length;
-    std::string* field = nullptr;
-    switch (type) {
-      case tlv_type::ssl_version:
-        field = &info.version;
-        break;
-      case tlv_type::ssl_cn:
-        field = &info.common_name;
-        break;
-      case tlv_type::ssl_cipher:
-        field = &info.cipher;
-        break;
-      case tlv_type::ssl_sig_alg:
-        field = &info.sig_alg;
-        break;
-      case tlv_type::ssl_key_alg:
-        field = &info.key_alg;
-        break;
-      default:
-        break;  // unknown sub-TLVs are skipped, like unknown TLVs
-    }
-    if (field != nullptr && field->empty()) *field = text;
-  }
-  if (out != nullptr) *out = std::move(info);
-  return true;
+// The size of the whole TLV at the start of `rest` (header and value), or 0 when it would
+// run past `rest`.
+std::size_t whole_tlv_size(std::span<const std::byte> rest) noexcept {
+  if (rest.size() < tlv_header_size) return 0;
+  const std::size_t size = tlv_header_size + be16_at(rest, 1);
+  return size <= rest.size() ? size : 0;
 }
 
-result parse_v2(std::span<const std::byte> data) {
+// How many TLVs exactly fill `block`, or nothing when they do not (one runs past it).
+std::optional<std::size_t> count_tlvs(std::span<const std::byte> block) noexcept {
+  std::size_t count = 0;
+  while (!block.empty()) {
+    const std::size_t size = whole_tlv_size(block);
+    if (size == 0) return std::nullopt;
+    block = block.subspan(size);
+    ++count;
+  }
+  return count;
+}
+
+// On `complete`, `tlvs_out` is the TLV block within `data`, for `parse` to keep.
+result parse_v2(std::span<const std::byte> data, const tlv_limits& limits,
+                std::span<const std::byte>& tlvs_out) {
   // Check every byte as soon as it is there: a peer that is not speaking PROXY v2 is
   // refused without waiting for 16 bytes.
   const std::size_t signature_bytes = std::min(data.size(), v2_signature.size());
@@ -382,6 +362,11 @@ result parse_v2(std::span<const std::byte> data) {
   const std::size_t block_size = address_block_size(family);
   if (length < block_size) {
     return fail("v2: length " + std::to_string(length) + " too short for the address family");
+  }
+  // Refused before its bytes are waited for: a reader never buffers past the limit.
+  if (length - block_size > limits.max_bytes) {
+    return fail("v2: " + std::to_string(length - block_size) + " bytes of TLVs over the limit of " +
+                std::to_string(limits.max_bytes));
   }
   const std::size_t total = v2_fixed_size + length;
   if (data.size() < total) return need(total);
@@ -413,14 +398,25 @@ result parse_v2(std::span<const std::byte> data) {
     }
   }
 
-  std::size_t pos = v2_fixed_size + block_size;
+  // Only checked here; `header` keeps the block as it is and reads it in place.
+  const std::size_t tlvs_at = v2_fixed_size + block_size;
+  std::size_t pos = tlvs_at;
   std::size_t crc_at = 0;
+  std::size_t count = 0;
+  const auto count_up_to_limit = [&](std::size_t n) {
+    count += n;
+    return count <= limits.max_count;
+  };
+  const auto too_many = [&] {
+    return fail("v2: more than " + std::to_string(limits.max_count) + " TLVs");
+  };
   while (pos < total) {
     if (total - pos < tlv_header_size) return fail("v2: truncated TLV");
     const std::uint8_t type = u8_at(bytes, pos);
     const std::size_t value_size = be16_at(bytes, pos + 1);
     const std::size_t value_at = pos + tlv_header_size;
     if (total - value_at < value_size) return fail("v2: TLV overruns the header");
+    if (!count_up_to_limit(1)) return too_many();
     const auto value = bytes.subspan(value_at, value_size);
     switch (type) {
       case tlv_type::crc32c:
@@ -430,23 +426,19 @@ result parse_v2(std::span<const std::byte> data) {
         break;
       case tlv_type::unique_id:
         if (value_size > max_unique_id_size) return fail("v2: UNIQUE_ID TLV over 128 bytes");
-        if (hdr.unique_id.empty()) hdr.unique_id = as_text(value);
         break;
-      case tlv_type::ssl:
-        if (!parse_ssl(value, hdr.ssl.present ? nullptr : &hdr.ssl)) {
-          return fail("v2: malformed SSL TLV");
-        }
+      case tlv_type::ssl: {
+        // §2.2.6: client (1), verify (4), then sub-TLVs that exactly fill the value. Each
+        // counts towards the cap: `header::ssl()` walks them.
+        if (value_size < ssl_fixed_size) return fail("v2: malformed SSL TLV");
+        const auto subs = count_tlvs(value.subspan(ssl_fixed_size));
+        if (!subs) return fail("v2: malformed SSL TLV");
+        if (!count_up_to_limit(*subs)) return too_many();
         break;
-      case tlv_type::alpn:
-        if (hdr.alpn.empty()) hdr.alpn = as_text(value);
-        break;
-      case tlv_type::authority:
-        if (hdr.authority.empty()) hdr.authority = as_text(value);
-        break;
+      }
       default:
-        break;  // NOOP, NETNS and unregistered types: kept raw in `tlvs` only
+        break;  // ALPN, AUTHORITY, NOOP, NETNS and unregistered types: any value
     }
-    hdr.tlvs.push_back(tlv{type, std::string(as_text(value))});
     pos = value_at + value_size;
   }
 
@@ -455,6 +447,7 @@ result parse_v2(std::span<const std::byte> data) {
   if (crc_at != 0 && crc32c(bytes, crc_at) != be32_at(bytes, crc_at)) {
     return fail("v2: CRC32C mismatch");
   }
+  tlvs_out = bytes.subspan(tlvs_at);
   return done(std::move(hdr));
 }
 
@@ -484,16 +477,93 @@ std::optional<std::string_view> unix_path_for_v2(const endpoint& e) noexcept {
 
 }  // namespace
 
-result parse(std::span<const std::byte> data, proxy_protocol_mode mode) {
+tlv_range::iterator::iterator(std::span<const std::byte> rest) noexcept {
+  if (whole_tlv_size(rest) != 0) {
+    at_ = rest.data();
+    left_ = rest.size();
+  }
+}
+
+tlv_view tlv_range::iterator::operator*() const noexcept {
+  const std::span<const std::byte> rest{at_, left_};
+  return {u8_at(rest, 0), rest.subspan(tlv_header_size, be16_at(rest, 1))};
+}
+
+tlv_range::iterator& tlv_range::iterator::operator++() noexcept {
+  const std::span<const std::byte> rest{at_, left_};
+  *this = iterator{rest.subspan(whole_tlv_size(rest))};
+  return *this;
+}
+
+std::size_t tlv_range::size() const noexcept {
+  return static_cast<std::size_t>(std::distance(begin(), end()));
+}
+
+std::optional<tlv_view> tlv_range::find(std::uint8_t type) const noexcept {
+  for (const tlv_view t : *this) {
+    if (t.type == type) return t;
+  }
+  return std::nullopt;
+}
+
+std::vector<tlv> tlv_range::to_vector() const {
+  std::vector<tlv> out;
+  for (const tlv_view t : *this) out.push_back({t.type, std::string(t.text())});
+  return out;
+}
+
+ssl_info header::ssl() const noexcept {
+  ssl_info info;
+  const auto t = find(tlv_type::ssl);
+  if (!t || t->value.size() < ssl_fixed_size) return info;
+  info.present = true;
+  info.client = u8_at(t->value, 0);
+  info.verify = be32_at(t->value, 1);
+  for (const tlv_view sub : tlv_range{t->value.subspan(ssl_fixed_size)}) {
+    std::string_view* field = nullptr;
+    switch (sub.type) {
+      case tlv_type::ssl_version:
+        field = &info.version;
+        break;
+      case tlv_type::ssl_cn:
+        field = &info.common_name;
+        break;
+      case tlv_type::ssl_cipher:
+        field = &info.cipher;
+        break;
+      case tlv_type::ssl_sig_alg:
+        field = &info.sig_alg;
+        break;
+      case tlv_type::ssl_key_alg:
+        field = &info.key_alg;
+        break;
+      default:
+        break;  // unknown sub-TLVs are skipped, like unknown TLVs
+    }
+    // The first of each sub-type, even an empty one: its view still points into the block,
+    // so only a field never set has a null data().
+    if (field != nullptr && field->data() == nullptr) *field = sub.text();
+  }
+  return info;
+}
+
+result parse(std::span<const std::byte> data, proxy_protocol_mode mode, const tlv_limits& limits) {
+  const auto v2 = [&] {
+    std::span<const std::byte> tlvs;
+    result r = parse_v2(data, limits, tlvs);
+    // Assigned from a range: one allocation of exactly the TLV bytes (capacity == size).
+    if (r.status == status::complete) r.hdr.tlv_block_.assign(tlvs.begin(), tlvs.end());
+    return r;
+  };
   switch (mode) {
     case proxy_protocol_mode::v1:
       return parse_v1(data);
     case proxy_protocol_mode::v2:
-      return parse_v2(data);
+      return v2();
     case proxy_protocol_mode::any:
       if (data.empty()) return need(1);
       if (data[0] == std::byte{'P'}) return parse_v1(data);
-      if (data[0] == std::byte{v2_signature[0]}) return parse_v2(data);
+      if (data[0] == std::byte{v2_signature[0]}) return v2();
       return fail("signature mismatch");
     case proxy_protocol_mode::off:
       break;

@@ -157,7 +157,7 @@ TEST(proxy_protocol, v1_tcp4_header_sets_peer_and_local_to_its_addresses) {
   EXPECT_EQ(o->header->version, proxy::version::v1);
   EXPECT_EQ(o->header->command, proxy::command::proxy);
   EXPECT_EQ(o->header->header_length, header.size());
-  EXPECT_TRUE(o->header->tlvs.empty());
+  EXPECT_TRUE(o->header->tlvs().empty());
 }
 
 TEST(proxy_protocol, v1_tcp6_header_sets_ipv6_addresses_on_an_ipv4_socket) {
@@ -207,10 +207,10 @@ TEST(proxy_protocol, v2_ipv4_header_sets_addresses_and_exposes_its_tlvs) {
   EXPECT_EQ(o->header->version, proxy::version::v2);
   EXPECT_EQ(o->header->command, proxy::command::proxy);
   EXPECT_EQ(o->header->header_length, header.size());
-  EXPECT_EQ(o->header->alpn, "h2");
-  EXPECT_EQ(o->header->authority, "example.com");
-  EXPECT_EQ(o->header->unique_id, "conn-42");
-  EXPECT_EQ(o->header->tlvs, tlvs) << "every TLV, raw, in wire order";
+  EXPECT_EQ(o->header->alpn(), "h2");
+  EXPECT_EQ(o->header->authority(), "example.com");
+  EXPECT_EQ(o->header->unique_id(), "conn-42");
+  EXPECT_EQ(o->header->tlvs().to_vector(), tlvs) << "every TLV, raw, in wire order";
 }
 
 TEST(proxy_protocol, v2_ipv6_header_with_a_crc32c_tlv_is_verified_and_accepted) {
@@ -226,7 +226,7 @@ TEST(proxy_protocol, v2_ipv6_header_with_a_crc32c_tlv_is_verified_and_accepted) 
   EXPECT_EQ(o->peer.to_string(), "[2001:db8::10]:50123");
   EXPECT_EQ(o->local.to_string(), "[2001:db8:ffff::1]:8443");
   ASSERT_TRUE(o->header);
-  EXPECT_EQ(o->header->authority, "v6.example");
+  EXPECT_EQ(o->header->authority(), "v6.example");
   EXPECT_EQ(s.rejected(reject_reason::proxy_header_invalid), 0u);
 }
 
@@ -246,7 +246,7 @@ TEST(proxy_protocol, v2_local_command_keeps_the_socket_addresses_and_its_tlvs) {
   ASSERT_TRUE(o->header);
   EXPECT_EQ(o->header->command, proxy::command::local);
   EXPECT_TRUE(o->header->source.empty());
-  EXPECT_EQ(o->header->unique_id, "health-check");
+  EXPECT_EQ(o->header->unique_id(), "health-check");
 }
 
 TEST(proxy_protocol, a_listener_without_it_has_no_header_and_passes_proxy_text_as_data) {
@@ -315,7 +315,7 @@ TEST(proxy_protocol,
   ASSERT_TRUE(o);
   EXPECT_EQ(o->peer.to_string(), "[2001:db8::10]:50123");
   ASSERT_TRUE(o->header);
-  EXPECT_EQ(o->header->authority, "split.example");
+  EXPECT_EQ(o->header->authority(), "split.example");
 }
 
 TEST(proxy_protocol, v1_header_split_into_single_bytes_still_parses) {
@@ -397,6 +397,34 @@ TEST(proxy_protocol, a_corrupted_v2_header_is_refused) {
   expect_closed_after(s.address(), bad_version + "data");
   EXPECT_TRUE(s.wait_rejected(reject_reason::proxy_header_invalid, 2));
   EXPECT_EQ(s.opens().size(), 0u);
+}
+
+TEST(proxy_protocol, a_v2_header_past_the_tlv_cap_is_refused_and_one_at_it_is_kept_small) {
+  proxy_server s(proxy_protocol_mode::v2);
+  // The attack (issue 9): the largest v2 header, 21845 empty TLVs, which pinned ~1.25 MiB
+  // per connection for its life.
+  const std::vector<proxy::tlv> flood(21845, {proxy::tlv_type::noop, ""});
+  const std::string attack = text(proxy::build_v2(proxy::command::local, {}, {}, flood));
+  ASSERT_EQ(attack.size(), proxy::max_v2_header_size);
+  expect_closed_after(s.address(), attack + "data");
+  EXPECT_TRUE(s.wait_rejected(reject_reason::proxy_header_invalid, 1));
+  EXPECT_EQ(s.opens().size(), 0u);
+
+  // 128 TLVs, the most allowed: served, and the header kept is its TLV bytes plus the object.
+  std::vector<proxy::tlv> at_cap(127, {proxy::tlv_type::noop, ""});
+  at_cap.push_back({proxy::tlv_type::alpn, "h2"});
+  const std::string header = text(proxy::build_v2(proxy::command::proxy, v4_src, v4_dst, at_cap));
+  client c = client::connect(s.address());
+  ASSERT_TRUE(c.valid());
+  expect_echo_after(c, header, "at the cap");
+  const auto o = s.opens().wait(0);
+  ASSERT_TRUE(o);
+  ASSERT_TRUE(o->header);
+  EXPECT_EQ(o->peer.to_string(), "192.0.2.10:40000");
+  EXPECT_EQ(o->header->tlvs().size(), 128u);
+  EXPECT_EQ(o->header->alpn(), "h2");
+  EXPECT_EQ(o->header->retained_bytes(), sizeof(proxy::header) + 3 * 127 + 3 + 2);
+  EXPECT_EQ(s.rejected(reject_reason::proxy_header_invalid), 1u);
 }
 
 TEST(proxy_protocol, no_header_within_the_handshake_timeout_closes_the_connection) {

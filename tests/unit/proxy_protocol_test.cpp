@@ -1,22 +1,49 @@
 // Unit tests of the PROXY protocol parser and builders (HAProxy proxy-protocol.txt): the spec's
 // v1 and v2 examples, every TLV type, CRC32C, every truncation point, every malformed case,
-// mode mismatches, round trips through build_v1/build_v2 (no sockets).
+// mode mismatches, round trips through build_v1/build_v2 (no sockets), the TLV caps and the
+// memory a parsed header keeps (counted by the replacement operator new below).
 #include "atoll/proxy_protocol.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "support/endpoints.hpp"
+
+// Heap bytes held by this test process, as the allocator sizes the blocks. Replacing the
+// global operator new/delete (this executable only) measures what a parsed header really
+// keeps, whatever its type looks like inside.
+namespace {
+std::atomic<std::size_t> live_heap_bytes{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) throw std::bad_alloc();
+  live_heap_bytes += ::malloc_usable_size(p);
+  return p;
+}
+void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  live_heap_bytes -= ::malloc_usable_size(p);
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept { ::operator delete(p); }
 
 namespace {
 
@@ -126,9 +153,9 @@ TEST(proxy_protocol_v1, parses_the_spec_tcp4_example_and_leaves_the_request_alon
   EXPECT_EQ(h.source.to_string(), "192.168.0.1:56324");
   EXPECT_EQ(h.destination.to_string(), "192.168.0.11:443");
   EXPECT_EQ(h.source.family(), AF_INET);
-  EXPECT_TRUE(h.tlvs.empty());
-  EXPECT_TRUE(h.alpn.empty());
-  EXPECT_FALSE(h.ssl.present);
+  EXPECT_TRUE(h.tlvs().empty());
+  EXPECT_TRUE(h.alpn().empty());
+  EXPECT_FALSE(h.ssl().present);
 }
 
 TEST(proxy_protocol_v1, parses_tcp6_with_compressed_and_full_addresses) {
@@ -288,7 +315,7 @@ TEST(proxy_protocol_v2, parses_proxy_tcp_over_ipv4_and_leaves_the_payload_alone)
   EXPECT_EQ(h.command, proxy::command::proxy);
   EXPECT_EQ(h.source.to_string(), "192.168.0.1:56324");
   EXPECT_EQ(h.destination.to_string(), "192.168.0.11:443");
-  EXPECT_TRUE(h.tlvs.empty());
+  EXPECT_TRUE(h.tlvs().empty());
   parse_complete(data, proxy_protocol_mode::any, 28);
 }
 
@@ -344,8 +371,8 @@ TEST(proxy_protocol_v2, local_has_empty_addresses_even_with_an_address_block_but
   EXPECT_EQ(l.command, proxy::command::local);
   EXPECT_TRUE(l.source.empty());
   EXPECT_TRUE(l.destination.empty());
-  EXPECT_EQ(l.authority, "health");
-  ASSERT_EQ(l.tlvs.size(), 1u);
+  EXPECT_EQ(l.authority(), "health");
+  ASSERT_EQ(l.tlvs().size(), 1u);
 
   // LOCAL skips the address block unread: an unterminated UNIX field is not looked at.
   parse_complete(v2(0x20, 0x31, bytes(216, std::byte{'a'})), proxy_protocol_mode::v2, 232);
@@ -364,7 +391,7 @@ TEST(proxy_protocol_v2, unspec_family_or_transport_and_dgram_leave_addresses_emp
     EXPECT_EQ(h.command, proxy::command::proxy);
     EXPECT_TRUE(h.source.empty());
     EXPECT_TRUE(h.destination.empty());
-    EXPECT_EQ(h.alpn, "h2");
+    EXPECT_EQ(h.alpn(), "h2");
   }
 }
 
@@ -382,37 +409,38 @@ TEST(proxy_protocol_v2, parses_every_registered_tlv_type_in_order) {
   const bytes body = raw({127, 0, 0, 1, 127, 0, 0, 1, 0x30, 0x39, 0x01, 0xBB}) + tlvs;
   const auto h = parse_complete(v2(0x21, 0x11, body), proxy_protocol_mode::v2, 16 + body.size());
 
-  ASSERT_EQ(h.tlvs.size(), 9u);
+  const auto all = h.tlvs().to_vector();
+  ASSERT_EQ(all.size(), 9u);
   const std::vector<std::uint8_t> types = {0x01, 0x02, 0x04, 0x04, 0x05, 0x20, 0x30, 0xE0, 0x01};
-  for (std::size_t i = 0; i < types.size(); ++i) EXPECT_EQ(h.tlvs[i].type, types[i]) << i;
-  EXPECT_EQ(h.tlvs[0].value, "h2");
-  EXPECT_EQ(h.tlvs[2].value, "");
-  EXPECT_EQ(h.tlvs[3].value, std::string(5, '\0'));
-  EXPECT_EQ(h.tlvs[5].value.size(), ssl_value.size());
-  EXPECT_EQ(h.tlvs[6].value, "blue");
-  EXPECT_EQ(h.tlvs[7].value, "\x01\x02\x03");
+  for (std::size_t i = 0; i < types.size(); ++i) EXPECT_EQ(all[i].type, types[i]) << i;
+  EXPECT_EQ(all[0].value, "h2");
+  EXPECT_EQ(all[2].value, "");
+  EXPECT_EQ(all[3].value, std::string(5, '\0'));
+  EXPECT_EQ(all[5].value.size(), ssl_value.size());
+  EXPECT_EQ(all[6].value, "blue");
+  EXPECT_EQ(all[7].value, "\x01\x02\x03");
 
-  EXPECT_EQ(h.alpn, "h2");  // the first of each type
-  EXPECT_EQ(h.authority, "example.org");
-  EXPECT_EQ(h.unique_id, id);
-  EXPECT_TRUE(h.ssl.present);
-  EXPECT_EQ(h.ssl.client, 0x07);
-  EXPECT_EQ(h.ssl.verify, 0u);
-  EXPECT_EQ(h.ssl.version, "TLSv1.3");
-  EXPECT_EQ(h.ssl.common_name, "example.com");
-  EXPECT_EQ(h.ssl.cipher, "ECDHE-RSA-AES128-GCM-SHA256");
-  EXPECT_EQ(h.ssl.sig_alg, "RSA-SHA256");
-  EXPECT_EQ(h.ssl.key_alg, "RSA2048");
+  EXPECT_EQ(h.alpn(), "h2");  // the first of each type
+  EXPECT_EQ(h.authority(), "example.org");
+  EXPECT_EQ(h.unique_id(), id);
+  EXPECT_TRUE(h.ssl().present);
+  EXPECT_EQ(h.ssl().client, 0x07);
+  EXPECT_EQ(h.ssl().verify, 0u);
+  EXPECT_EQ(h.ssl().version, "TLSv1.3");
+  EXPECT_EQ(h.ssl().common_name, "example.com");
+  EXPECT_EQ(h.ssl().cipher, "ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_EQ(h.ssl().sig_alg, "RSA-SHA256");
+  EXPECT_EQ(h.ssl().key_alg, "RSA2048");
   EXPECT_EQ(h.source.to_string(), "127.0.0.1:12345");
 }
 
 TEST(proxy_protocol_v2, ssl_verify_is_big_endian_and_sub_tlvs_are_optional) {
   const bytes body = tlv_bytes(0x20, raw({0x01, 0x00, 0x00, 0x01, 0x02}));
   const auto h = parse_complete(v2(0x21, 0x00, body), proxy_protocol_mode::v2, 16 + body.size());
-  EXPECT_TRUE(h.ssl.present);
-  EXPECT_EQ(h.ssl.client, 0x01);
-  EXPECT_EQ(h.ssl.verify, 0x102u);
-  EXPECT_TRUE(h.ssl.version.empty());
+  EXPECT_TRUE(h.ssl().present);
+  EXPECT_EQ(h.ssl().client, 0x01);
+  EXPECT_EQ(h.ssl().verify, 0x102u);
+  EXPECT_TRUE(h.ssl().version.empty());
 }
 
 // The header below with its CRC32C computed by an independent (bitwise) implementation:
@@ -423,9 +451,10 @@ const bytes crc_header = v2(0x21, 0x11,
 
 TEST(proxy_protocol_v2, accepts_a_matching_crc32c) {
   const auto h = parse_complete(crc_header + text("payload"), proxy_protocol_mode::v2, 35);
-  ASSERT_EQ(h.tlvs.size(), 1u);
-  EXPECT_EQ(h.tlvs[0].type, proxy::tlv_type::crc32c);
-  EXPECT_EQ(h.tlvs[0].value, "\x1C\x1A\xE9\xC6");
+  ASSERT_EQ(h.tlvs().size(), 1u);
+  const auto crc = h.find(proxy::tlv_type::crc32c);
+  ASSERT_TRUE(crc);
+  EXPECT_EQ(crc->text(), "\x1C\x1A\xE9\xC6");
 }
 
 TEST(proxy_protocol_v2, refuses_a_crc32c_that_does_not_match_any_changed_byte) {
@@ -539,6 +568,204 @@ TEST(proxy_protocol_v2, the_longest_header_needs_65551_bytes) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLV caps and retained memory
+
+// `count` TLVs of `type` with empty values: 3 bytes each on the wire.
+bytes empty_tlvs(std::size_t count, unsigned type = 0x04) {
+  bytes out;
+  for (std::size_t i = 0; i < count; ++i) out.insert(out.end(), {std::byte(type), {}, {}});
+  return out;
+}
+
+const bytes inet_block = raw({10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0x01, 0xBB});
+
+// Heap bytes still held once `parse` has returned a complete header and everything but the
+// header is gone (what a connection keeps for its life), plus the header object itself.
+std::size_t retained_after_parse(const bytes& data, const proxy::tlv_limits& limits = {}) {
+  std::optional<proxy::header> kept;
+  const std::size_t before = live_heap_bytes;
+  {
+    auto r = proxy::parse(data, proxy_protocol_mode::v2, limits);
+    EXPECT_EQ(r.status, proxy::status::complete) << r.error;
+    kept = std::move(r.hdr);
+  }
+  return live_heap_bytes - before + sizeof(proxy::header);
+}
+
+// "A small constant" over the header's own bytes: the header object and allocator slack.
+constexpr std::size_t retained_overhead = 512;
+
+TEST(proxy_protocol_tlv_caps, a_65_kb_header_of_empty_tlvs_is_refused_not_kept) {
+  // The attack: 21845 empty NOOP TLVs fill the largest v2 header. One `tlv` object each
+  // pinned ~1 MiB per connection for its life; now it is past the count cap.
+  const bytes attack = v2(0x21, 0x00, empty_tlvs(21845));
+  ASSERT_EQ(attack.size(), proxy::max_v2_header_size);
+  EXPECT_EQ(parse_error(attack, proxy_protocol_mode::v2), "v2: more than 128 TLVs");
+  EXPECT_EQ(parse_error(attack, proxy_protocol_mode::any), "v2: more than 128 TLVs");
+}
+
+TEST(proxy_protocol_tlv_caps, a_header_keeps_no_more_than_its_own_bytes_plus_a_constant) {
+  // 128 empty TLVs (the most allowed): 412 bytes on the wire.
+  const bytes at_cap = v2(0x21, 0x11, inet_block + empty_tlvs(128, 0xE0));
+  ASSERT_EQ(at_cap.size(), 412u);
+  EXPECT_LE(retained_after_parse(at_cap), at_cap.size() + retained_overhead);
+
+  // Without the count cap the bound still holds for the largest header: memory follows the
+  // bytes on the wire, not the number of TLVs in them.
+  const bytes flood = v2(0x21, 0x00, empty_tlvs(21845));
+  const proxy::tlv_limits no_count_cap{.max_count = 21845};
+  EXPECT_LE(retained_after_parse(flood, no_count_cap), flood.size() + retained_overhead);
+  const auto r = proxy::parse(flood, proxy_protocol_mode::v2, no_count_cap);
+  ASSERT_EQ(r.status, proxy::status::complete) << r.error;
+  EXPECT_EQ(r.hdr.tlvs().size(), 21845u);
+}
+
+TEST(proxy_protocol_tlv_caps, retained_bytes_is_the_header_object_and_exactly_its_tlv_bytes) {
+  const bytes tlvs = tlv_bytes(0x01, text("h2")) + empty_tlvs(10);
+  const auto h = parse_complete(v2(0x21, 0x11, inet_block + tlvs), proxy_protocol_mode::v2,
+                                16 + 12 + tlvs.size());
+  EXPECT_EQ(h.retained_bytes(), sizeof(proxy::header) + tlvs.size());
+  EXPECT_TRUE(std::ranges::equal(h.tlv_bytes(), tlvs)) << "the TLVs as on the wire";
+  // A copy (what a handler that keeps the header holds) is as small.
+  const proxy::header copy = h;
+  EXPECT_EQ(copy.retained_bytes(), h.retained_bytes());
+  // v1 and TLV-less v2 headers keep nothing beyond the object.
+  EXPECT_EQ(parse_complete(text("PROXY UNKNOWN\r\n"), proxy_protocol_mode::v1, 15).retained_bytes(),
+            sizeof(proxy::header));
+  EXPECT_EQ(parse_complete(v2(0x20, 0x00, {}), proxy_protocol_mode::v2, 16).retained_bytes(),
+            sizeof(proxy::header));
+}
+
+TEST(proxy_protocol_tlv_caps, one_tlv_past_the_count_cap_is_refused_with_a_clear_error) {
+  parse_complete(v2(0x21, 0x11, inet_block + empty_tlvs(128)), proxy_protocol_mode::v2,
+                 16 + 12 + 3 * 128);
+  EXPECT_EQ(parse_error(v2(0x21, 0x11, inet_block + empty_tlvs(129)), proxy_protocol_mode::v2),
+            "v2: more than 128 TLVs");
+
+  // Each SSL sub-TLV counts as one more: header::ssl() walks them.
+  const auto ssl_with = [](std::size_t subs) {
+    return tlv_bytes(0x20, zeros(5) + empty_tlvs(subs, 0x2F));
+  };
+  parse_complete(v2(0x21, 0x00, ssl_with(127)), proxy_protocol_mode::v2, 16 + 3 + 5 + 3 * 127);
+  EXPECT_EQ(parse_error(v2(0x21, 0x00, ssl_with(128)), proxy_protocol_mode::v2),
+            "v2: more than 128 TLVs");
+
+  // The cap is a parameter.
+  const proxy::tlv_limits two{.max_count = 2};
+  EXPECT_EQ(proxy::parse(v2(0x21, 0x00, empty_tlvs(2)), proxy_protocol_mode::v2, two).status,
+            proxy::status::complete);
+  const auto r = proxy::parse(v2(0x21, 0x00, empty_tlvs(3)), proxy_protocol_mode::any, two);
+  EXPECT_EQ(r.status, proxy::status::invalid);
+  EXPECT_EQ(r.error, "v2: more than 2 TLVs");
+}
+
+TEST(proxy_protocol_tlv_caps, tlv_bytes_past_max_bytes_are_refused_once_the_length_is_in) {
+  const proxy::tlv_limits small{.max_bytes = 64};
+  // 64 bytes of TLVs after an IPv4 block: fine, and waited for.
+  const bytes fits = v2(0x21, 0x11, inet_block + tlv_bytes(0xE0, zeros(61)));
+  const auto partial = proxy::parse(std::span{fits}.first(16), proxy_protocol_mode::v2, small);
+  EXPECT_EQ(partial.status, proxy::status::need_more);
+  EXPECT_EQ(partial.needed, fits.size());
+  EXPECT_EQ(proxy::parse(fits, proxy_protocol_mode::v2, small).status, proxy::status::complete);
+  // One byte more is refused from the 16-byte fixed part alone, before the body is buffered.
+  const bytes over = v2(0x21, 0x11, inet_block + tlv_bytes(0xE0, zeros(62)));
+  const auto r = proxy::parse(std::span{over}.first(16), proxy_protocol_mode::v2, small);
+  EXPECT_EQ(r.status, proxy::status::invalid);
+  EXPECT_EQ(r.error, "v2: 65 bytes of TLVs over the limit of 64");
+}
+
+TEST(proxy_protocol_tlv_views, read_each_registered_type_in_place) {
+  const bytes ssl_value = raw({0x03, 0x00, 0x00, 0x00, 0x00}) + tlv_bytes(0x21, text("TLSv1.2")) +
+                          tlv_bytes(0x2F, text("future")) + tlv_bytes(0x22, text("client.example"));
+  const std::vector<proxy::tlv> tlvs = {
+      {proxy::tlv_type::alpn, "http/1.1"},
+      {proxy::tlv_type::authority, "svc.example"},
+      {proxy::tlv_type::crc32c, ""},  // build_v2 writes the checksum
+      {proxy::tlv_type::unique_id, "id-7"},
+      {proxy::tlv_type::ssl,
+       std::string(reinterpret_cast<const char*>(ssl_value.data()), ssl_value.size())},
+      {proxy::tlv_type::netns, "ns1"},
+  };
+  const auto built = proxy::build_v2(proxy::command::proxy, ip_endpoint("10.0.0.1", 12345),
+                                     ip_endpoint("10.0.0.2", 443), tlvs);
+  const auto h = parse_complete(built, proxy_protocol_mode::v2, built.size());
+
+  const auto block = h.tlv_bytes();
+  const auto inside = [&](std::span<const std::byte> v) {
+    return v.data() >= block.data() && v.data() + v.size() <= block.data() + block.size();
+  };
+  const std::vector<std::uint8_t> types = {0x01, 0x02, 0x03, 0x05, 0x20, 0x30};
+  std::size_t i = 0;
+  for (const proxy::tlv_view t : h.tlvs()) {
+    ASSERT_LT(i, types.size());
+    EXPECT_EQ(t.type, types[i++]);
+    EXPECT_TRUE(inside(t.value)) << "a view into the header's one block, not a copy";
+  }
+  EXPECT_EQ(i, types.size());
+
+  EXPECT_EQ(h.alpn(), "http/1.1");
+  EXPECT_EQ(h.authority(), "svc.example");
+  EXPECT_EQ(h.unique_id(), "id-7");
+  ASSERT_TRUE(h.find(proxy::tlv_type::crc32c));
+  EXPECT_EQ(h.find(proxy::tlv_type::crc32c)->value.size(), 4u);
+  ASSERT_TRUE(h.find(proxy::tlv_type::netns));
+  EXPECT_EQ(h.find(proxy::tlv_type::netns)->text(), "ns1");
+  EXPECT_FALSE(h.find(proxy::tlv_type::noop));
+  EXPECT_FALSE(h.find(0xE0));
+
+  const proxy::ssl_info ssl = h.ssl();
+  EXPECT_TRUE(ssl.present);
+  EXPECT_EQ(ssl.client, 0x03);
+  EXPECT_EQ(ssl.version, "TLSv1.2");
+  EXPECT_EQ(ssl.common_name, "client.example");
+  EXPECT_TRUE(ssl.cipher.empty());
+  // Every sub-TLV, unknown ones included, through a range over the SSL value.
+  const auto ssl_tlv = h.find(proxy::tlv_type::ssl);
+  ASSERT_TRUE(ssl_tlv);
+  const proxy::tlv_range subs{ssl_tlv->value.subspan(5)};
+  EXPECT_EQ(subs.size(), 3u);
+  ASSERT_TRUE(subs.find(0x2F));
+  EXPECT_EQ(subs.find(0x2F)->text(), "future");
+
+  // A copy's views are into the copy: the original can go.
+  std::optional<proxy::header> original = h;
+  const proxy::header copy = *original;
+  original.reset();
+  EXPECT_EQ(copy.alpn(), "http/1.1");
+  EXPECT_EQ(copy.ssl(), ssl);
+  EXPECT_EQ(copy.tlvs().to_vector(), h.tlvs().to_vector());
+}
+
+TEST(proxy_protocol_tlv_views, zero_length_tlvs_are_kept_and_found_within_the_caps) {
+  // The first of each type wins, even when it is empty: `find` tells empty from absent.
+  const bytes body = tlv_bytes(0x01, {}) + tlv_bytes(0x01, text("h2")) + tlv_bytes(0x02, {}) +
+                     tlv_bytes(0x05, {}) + tlv_bytes(0x20, zeros(5) + tlv_bytes(0x21, {})) +
+                     empty_tlvs(122, 0xE1);
+  const auto h = parse_complete(v2(0x21, 0x00, body), proxy_protocol_mode::v2, 16 + body.size());
+  EXPECT_EQ(h.tlvs().size(), 127u);  // + 1 SSL sub-TLV = 128, the cap
+  ASSERT_TRUE(h.find(proxy::tlv_type::alpn));
+  EXPECT_TRUE(h.find(proxy::tlv_type::alpn)->value.empty());
+  EXPECT_EQ(h.alpn(), "");
+  EXPECT_EQ(h.authority(), "");
+  EXPECT_TRUE(h.find(proxy::tlv_type::unique_id));
+  EXPECT_FALSE(h.find(proxy::tlv_type::netns));
+  EXPECT_TRUE(h.ssl().present);
+  EXPECT_EQ(h.ssl().version, "");
+  EXPECT_EQ(h.find(0xE1)->type, 0xE1);
+  EXPECT_EQ(h.retained_bytes(), sizeof(proxy::header) + body.size());
+}
+
+TEST(proxy_protocol_tlv_views, a_range_over_other_bytes_stops_before_a_tlv_that_overruns) {
+  EXPECT_TRUE(proxy::tlv_range{}.empty());
+  const bytes ok_then_bad = tlv_bytes(0x01, text("a")) + raw({0x02, 0x00, 0x05, 'x'});
+  const proxy::tlv_range r{ok_then_bad};
+  EXPECT_EQ(r.size(), 1u);
+  EXPECT_EQ((*r.begin()).text(), "a");
+  EXPECT_FALSE(r.find(0x02));
+  EXPECT_TRUE(proxy::tlv_range{std::span{ok_then_bad}.first(2)}.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Modes
 
 TEST(proxy_protocol_modes, refuses_the_other_version_and_other_protocols) {
@@ -615,20 +842,21 @@ TEST(proxy_protocol_build, build_v2_round_trips_every_family_with_tlvs) {
     EXPECT_EQ(h.source.family(), src.family());
     EXPECT_EQ(h.source.to_string(), src.to_string());
     EXPECT_EQ(h.destination.to_string(), dst.to_string());
-    ASSERT_EQ(h.tlvs.size(), tlvs.size());
+    const auto parsed = h.tlvs().to_vector();
+    ASSERT_EQ(parsed.size(), tlvs.size());
     for (std::size_t i = 0; i < tlvs.size(); ++i) {
-      EXPECT_EQ(h.tlvs[i].type, tlvs[i].type);
+      EXPECT_EQ(parsed[i].type, tlvs[i].type);
       if (tlvs[i].type != proxy::tlv_type::crc32c) {
-        EXPECT_EQ(h.tlvs[i].value, tlvs[i].value);
+        EXPECT_EQ(parsed[i].value, tlvs[i].value);
       }
     }
-    EXPECT_EQ(h.tlvs[5].value.size(), 4u);
-    EXPECT_EQ(h.alpn, "h2");
-    EXPECT_EQ(h.authority, "example.com");
-    EXPECT_EQ(h.unique_id, tlvs[2].value);
-    EXPECT_EQ(h.ssl.client, 0x05);
-    EXPECT_EQ(h.ssl.verify, 9u);
-    EXPECT_EQ(h.ssl.version, "TLSv1.3");
+    EXPECT_EQ(parsed[5].value.size(), 4u);
+    EXPECT_EQ(h.alpn(), "h2");
+    EXPECT_EQ(h.authority(), "example.com");
+    EXPECT_EQ(h.unique_id(), tlvs[2].value);
+    EXPECT_EQ(h.ssl().client, 0x05);
+    EXPECT_EQ(h.ssl().verify, 9u);
+    EXPECT_EQ(h.ssl().version, "TLSv1.3");
   }
 }
 
