@@ -14,21 +14,14 @@
 
 #include "../common/cli.hpp"
 
-// One handler per WebSocket session. On backpressure (the client reads slower than it sends)
-// it stops reading until the write queue has drained, so memory stays bounded.
+// One handler per WebSocket session. Flow control is the session's: when the client reads
+// slower than it sends, the session stops reading until its write queue has drained, so
+// memory stays bounded; one message of any allowed size (--max-message-size) still goes out.
 class echo_handler final : public atl::ws::handler {
  public:
-  void on_text(atl::ws::session& s, std::string_view text) override {
-    pause_if_needed(s, s.send_text(text));
-  }
+  void on_text(atl::ws::session& s, std::string_view text) override { s.send_text(text); }
   void on_binary(atl::ws::session& s, std::span<const std::byte> data) override {
-    pause_if_needed(s, s.send_binary(data));
-  }
-  void on_writable(atl::ws::session& s) override { s.connection().resume_reading(); }
-
- private:
-  static void pause_if_needed(atl::ws::session& s, atl::send_result r) {
-    if (r == atl::send_result::backpressure) s.connection().pause_reading();
+    s.send_binary(data);
   }
 };
 

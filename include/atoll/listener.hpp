@@ -124,8 +124,11 @@ struct listener_config {
   /// before aborting them. Default 15 s; 0 aborts at once.
   std::chrono::milliseconds shutdown_timeout{15'000};
 
-  /// Most bytes a connection may have queued for writing; a `send()` beyond it closes the
-  /// connection as `close_reason::slow_consumer`. Default 4 MiB.
+  /// Most bytes a connection may have queued for writing: a `send()` made while more than
+  /// this is already queued resets the connection as `close_reason::slow_consumer`
+  /// (uWebSockets' rule: one message larger than the limit still goes out whole; what gets a
+  /// peer dropped is letting messages pile up). A connection's queue is therefore bounded by
+  /// this plus the largest single send. Default 4 MiB.
   std::size_t max_write_buffer = 4 * 1024 * 1024;
   /// `handler::on_writable` fires when the queue falls to this many bytes after a `send()`
   /// returned `send_result::backpressure`. Default 64 KiB; must be < max_write_buffer.

@@ -130,14 +130,18 @@ class handler {
   virtual void on_fragment(session&, opcode /*type*/, std::span<const std::byte> /*data*/,
                            bool /*last*/) {}
 
-  /// A ping arrived; the pong with the same payload has already been queued (§5.5.2).
+  /// A ping arrived. Its pong (same payload, §5.5.2) is queued at once, or, while the write
+  /// queue is above `write_low_water`, held until `on_writable`, only the most recent ping
+  /// being answered (§5.5.3): a peer that pings and never reads cannot grow our queue.
   virtual void on_ping(session&, std::span<const std::byte> /*payload*/) {}
   /// A pong arrived (an answer to `session::ping` or the keepalive, or unsolicited: §5.5.3
   /// says to ignore those, which the session does apart from this notification).
   virtual void on_pong(session&, std::span<const std::byte> /*payload*/) {}
 
   /// The connection's write queue drained to `listener_config::write_low_water` after a send
-  /// returned `send_result::backpressure` (the core's backpressure, see README).
+  /// returned `send_result::backpressure` (the core's backpressure, see README). The session
+  /// has resumed reading by then: it stops reading whenever a send meets backpressure, so a
+  /// handler that only answers what it receives (an echo) needs no flow control of its own.
   virtual void on_writable(session&) {}
 
   /// The server is draining (`server::stop`). The default sends close 1001 (going away) and
@@ -157,6 +161,13 @@ class handler {
 
 /// One WebSocket connection, server side. Owned by atoll; the reference handed to callbacks
 /// stays valid until `on_close` returns. Members must be called on the session's io thread.
+///
+/// Flow control and slow consumers: when a send (a message, a pong, the keepalive ping) meets
+/// backpressure the session stops reading until `on_writable`. A send made while more than
+/// `listener_config::max_write_buffer` is already queued drops the session: a close frame
+/// 1008 "slow consumer" is queued behind what is there, the connection closes once it drains
+/// (or is reset after `close_timeout`), counted as `close_reason::slow_consumer`. One message
+/// of any size allowed by `max_message_size` always goes out whole.
 class session {
  public:
   session(const session&) = delete;
@@ -164,7 +175,8 @@ class session {
 
   /// Sends `text` as one text message (one frame; compressed when deflate is on). `text` must
   /// be valid UTF-8: it is not checked (a conforming peer fails the connection with 1007).
-  /// Returns `dropped` once the session is closing (after `close()` or a received close).
+  /// Returns `dropped` once the session is closing (after `close()` or a received close), or
+  /// when it drops the session as a slow consumer (see above).
   send_result send_text(std::string_view text);
   /// Sends `data` as one binary message. See `send_text` for the result.
   send_result send_binary(std::span<const std::byte> data);
