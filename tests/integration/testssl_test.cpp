@@ -312,8 +312,7 @@ TEST_F(testssl_scan, the_echo_example_at_the_default_tls_settings_has_no_finding
                 field(f, "finding").c_str());
     if (!allowed) problems += "  " + severity + " " + id + ": " + field(f, "finding") + "\n";
   }
-  EXPECT_EQ(problems, "") << "testssl findings above OK/INFO; testssl's output ends:\n"
-                          << tail_of(log);
+  EXPECT_EQ(problems, "") << "testssl findings above OK/INFO (listed above)";
 
   // The checks this test is about ran (an aborted or narrowed scan would have no findings).
   for (const char* id : {"SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3",
