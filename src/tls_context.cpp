@@ -171,7 +171,7 @@ tls_context::tls_context(const tls_config& config, const std::string& field_pref
   if (config_.verify_clients != client_certificates::none && config_.client_ca_file.empty()) {
     refuse(field_prefix_ + ".client_ca_file", "needed when verify_clients is not none");
   }
-  check_each_element(config_.ciphers, ":, ", field_prefix_ + ".ciphers",
+  check_each_element(config_.ciphers, ":;, ", field_prefix_ + ".ciphers",
                      "TLS 1.2 cipher suite or cipher-string keyword (see `openssl ciphers -v`; "
                      "TLS 1.3 suites go in ciphersuites)",
                      &set_cipher_list);

@@ -1,8 +1,8 @@
 #pragma once
 // A TLS listener's OpenSSL state, built once at start(): one asio::ssl::context per
 // certificate (the default one plus one per SNI entry), the SNI and ALPN callbacks, and the
-// client-certificate policy, the cipher profile and the OCSP staple. Shared read-only by every io thread afterwards (SSL_new on an
-// SSL_CTX is thread-safe).
+// client-certificate policy, the cipher profile and the OCSP staple. Shared read-only by every io
+// thread afterwards (SSL_new on an SSL_CTX is thread-safe).
 
 #include <openssl/ssl.h>
 

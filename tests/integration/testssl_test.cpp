@@ -244,8 +244,8 @@ class testssl_scan : public ::testing::Test {
 #ifdef ATOLL_ECHO_BINARY
     const auto& certs = atl::test::test_certs();
     if (!echo_.spawn(ATOLL_ECHO_BINARY,
-                     {"--port", "0", "--threads", "2", "--tls-cert", certs.server_cert,
-                      "--tls-key", certs.server_key},
+                     {"--port", "0", "--threads", "2", "--tls-cert", certs.server_cert, "--tls-key",
+                      certs.server_key},
                      /*capture_stderr=*/false))
       return 0;
     const auto line = echo_.read_line(startup_timeout);
@@ -284,8 +284,8 @@ TEST_F(testssl_scan, the_echo_example_at_the_default_tls_settings_has_no_finding
        // Protocols, cipher categories, forward secrecy + groups, server order, server
        // defaults (certificate, resumption), vulnerabilities. Not the per-cipher listing and
        // client simulations of a full run: they add time and no verdict.
-       "--protocols", "--std", "--fs", "--server-preference", "--server-defaults",
-       "--vulnerable", "--jsonfile", json, "127.0.0.1:" + std::to_string(port)},
+       "--protocols", "--std", "--fs", "--server-preference", "--server-defaults", "--vulnerable",
+       "--jsonfile", json, "127.0.0.1:" + std::to_string(port)},
       log, scan_timeout, &error);
   const auto seconds =
       std::chrono::duration_cast<std::chrono::seconds>(clock_type::now() - started).count();

@@ -193,9 +193,8 @@ std::string make_ocsp_response(const std::string& openssl, std::string* error) {
                               c.dir, log, startup_timeout, error) ||
       !atl::test::run_bounded(openssl,
                               {"ocsp", "-index", "ocsp_index.txt", "-CA", c.ca_cert, "-rsigner",
-                               c.ca_cert, "-rkey", c.dir + "/ca.key", "-reqin",
-                               "ocsp_request.der", "-respout", "ocsp_response.der", "-ndays",
-                               "1"},
+                               c.ca_cert, "-rkey", c.dir + "/ca.key", "-reqin", "ocsp_request.der",
+                               "-respout", "ocsp_response.der", "-ndays", "1"},
                               c.dir, log, startup_timeout, error))
     return "";
   return c.dir + "/ocsp_response.der";
@@ -362,9 +361,8 @@ TEST_F(openssl_s_client, the_echo_example_refuses_a_tls1_2_client_offering_only_
 TEST_F(openssl_s_client, the_echo_example_orders_tls1_2_suites_itself) {
   start_echo_example();
   std::string out;
-  ASSERT_TRUE(handshake({"-tls1_2", "-cipher",
-                         "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"},
-                        out))
+  ASSERT_TRUE(handshake(
+      {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"}, out))
       << out;
   EXPECT_NE(out.find("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"), std::string::npos) << out;
 }
@@ -373,9 +371,8 @@ TEST_F(openssl_s_client, the_echo_example_gives_chacha20_to_a_client_that_prefer
   // Phones without AES instructions list ChaCha20 first; the server's order must not undo that.
   start_echo_example();
   std::string out;
-  ASSERT_TRUE(handshake({"-tls1_2", "-cipher",
-                         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"},
-                        out))
+  ASSERT_TRUE(handshake(
+      {"-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"}, out))
       << out;
   EXPECT_NE(out.find("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305"), std::string::npos) << out;
 }
