@@ -122,7 +122,8 @@ void validate_listener(const listener_config& c, std::size_t i, const server_con
   }
   if (!c.tls.enabled()) {
     if (!c.tls.key_file.empty() || !c.tls.sni_certificates.empty() ||
-        c.tls.verify_clients != client_certificates::none || !c.tls.alpn.empty()) {
+        c.tls.verify_clients != client_certificates::none || !c.tls.alpn.empty() ||
+        !c.tls.ocsp_response_file.empty()) {
       refuse(field("tls.cert_chain_file"), "empty, but other tls options are set");
     }
   } else if (c.tls.key_file.empty()) {

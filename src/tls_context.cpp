@@ -1,10 +1,15 @@
 #include "tls_context.hpp"
 
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 #include <strings.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <stdexcept>
@@ -37,6 +42,60 @@ bool name_matches(const std::string& pattern, const char* name) {
   return ::strcasecmp(pattern.c_str(), name) == 0;
 }
 
+using ctx_setter = int (*)(SSL_CTX*, const char*);
+
+// OpenSSL accepts a cipher or group list as long as one element is usable and drops unknown
+// ones silently, so a typo would narrow the configuration unnoticed. Each element that adds
+// something is tried alone on a scratch context at security level 0 (the question here is
+// whether OpenSSL knows the name, not whether the level allows it). `separators` are the ones
+// OpenSSL's parser accepts for that list.
+void check_each_element(const std::string& list, const char* separators, const std::string& field,
+                        const char* what, ctx_setter set) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> scratch(SSL_CTX_new(TLS_server_method()),
+                                                            &SSL_CTX_free);
+  if (!scratch) refuse(field, "cannot create an OpenSSL context: " + openssl_error());
+  SSL_CTX_set_security_level(scratch.get(), 0);
+  std::size_t begin = 0;
+  while (begin <= list.size()) {
+    const std::size_t end = std::min(list.find_first_of(separators, begin), list.size());
+    const std::string element = list.substr(begin, end - begin);
+    begin = end + 1;
+    // "!X", "-X" and "+X" only remove or move what other elements added; "@STRENGTH" and
+    // "@SECLEVEL=n" are commands. Empty elements ("a::b") are skipped by OpenSSL too.
+    if (element.empty() || std::strchr("!-+@", element[0]) != nullptr) continue;
+    if (set(scratch.get(), element.c_str()) != 1) {
+      ERR_clear_error();
+      refuse(field, fmt::format("'{}' is not a known {}", element, what));
+    }
+  }
+}
+
+int set_cipher_list(SSL_CTX* ctx, const char* list) { return SSL_CTX_set_cipher_list(ctx, list); }
+int set_ciphersuites(SSL_CTX* ctx, const char* list) { return SSL_CTX_set_ciphersuites(ctx, list); }
+int set_groups(SSL_CTX* ctx, const char* list) {
+  return static_cast<int>(SSL_CTX_set1_groups_list(ctx, list));
+}
+
+// The DER bytes of a successful OCSP response read from `path`.
+std::vector<unsigned char> read_ocsp_response(const std::string& path, const std::string& field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) refuse(field, fmt::format("'{}': {}", path, std::strerror(errno)));
+  std::vector<unsigned char> der{std::istreambuf_iterator<char>(in),
+                                 std::istreambuf_iterator<char>()};
+  const unsigned char* p = der.data();
+  OCSP_RESPONSE* response = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size()));
+  if (response == nullptr) {
+    refuse(field, fmt::format("'{}' is not a DER OCSP response: {}", path, openssl_error()));
+  }
+  const int status = OCSP_response_status(response);
+  OCSP_RESPONSE_free(response);
+  if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+    refuse(field, fmt::format("'{}': the responder answered '{}', not a certificate status", path,
+                              OCSP_response_status_str(status)));
+  }
+  return der;
+}
+
 }  // namespace
 
 std::unique_ptr<asio::ssl::context> tls_context::make_context(const std::string& cert,
@@ -52,6 +111,26 @@ std::unique_ptr<asio::ssl::context> tls_context::make_context(const std::string&
   // Partial writes: SSL_write returns after each record, like send(2) returns a short count.
   SSL_CTX_set_mode(native, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                SSL_MODE_RELEASE_BUFFERS);
+  // The profile tls.hpp documents. PRIORITIZE_CHACHA: under server preference, a client that
+  // lists ChaCha20 first (phones without AES instructions) still gets it. NO_TICKET: resumption
+  // through the session cache (TLS 1.3: stateful tickets), as OpenSSL never rotates ticket keys.
+  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA |
+                                  SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                  SSL_OP_NO_TICKET);
+  if (!config_.ciphers.empty() && SSL_CTX_set_cipher_list(native, config_.ciphers.c_str()) != 1) {
+    refuse(field_prefix_ + ".ciphers",
+           fmt::format("'{}' selects no TLS 1.2 cipher suite usable at OpenSSL's security level: "
+                       "{}",
+                       config_.ciphers, openssl_error()));
+  }
+  if (!config_.ciphersuites.empty() &&
+      SSL_CTX_set_ciphersuites(native, config_.ciphersuites.c_str()) != 1) {
+    refuse(field_prefix_ + ".ciphersuites",
+           fmt::format("'{}': {}", config_.ciphersuites, openssl_error()));
+  }
+  if (!config_.groups.empty() && SSL_CTX_set1_groups_list(native, config_.groups.c_str()) != 1) {
+    refuse(field_prefix_ + ".groups", fmt::format("'{}': {}", config_.groups, openssl_error()));
+  }
   std::error_code ec;
   ctx->use_certificate_chain_file(cert, ec);
   if (ec) refuse(field + ".cert_chain_file", fmt::format("'{}': {}", cert, ec.message()));
@@ -92,7 +171,25 @@ tls_context::tls_context(const tls_config& config, const std::string& field_pref
   if (config_.verify_clients != client_certificates::none && config_.client_ca_file.empty()) {
     refuse(field_prefix_ + ".client_ca_file", "needed when verify_clients is not none");
   }
+  check_each_element(config_.ciphers, ":;, ", field_prefix_ + ".ciphers",
+                     "TLS 1.2 cipher suite or cipher-string keyword (see `openssl ciphers -v`; "
+                     "TLS 1.3 suites go in ciphersuites)",
+                     &set_cipher_list);
+  check_each_element(config_.ciphersuites, ":", field_prefix_ + ".ciphersuites",
+                     "TLS 1.3 cipher suite (e.g. TLS_AES_128_GCM_SHA256)", &set_ciphersuites);
+  check_each_element(config_.groups, ":", field_prefix_ + ".groups",
+                     "key-exchange group (e.g. X25519, prime256v1, secp384r1)", &set_groups);
+  if (!config_.ocsp_response_file.empty()) {
+    ocsp_response_ =
+        read_ocsp_response(config_.ocsp_response_file, field_prefix_ + ".ocsp_response_file");
+  }
   default_ = make_context(config_.cert_chain_file, config_.key_file, field_prefix_);
+  if (!ocsp_response_.empty()) {
+    // Only on the default context: after an SNI switch OpenSSL asks the new context's callback
+    // (none), so an SNI certificate never gets the default certificate's staple.
+    SSL_CTX_set_tlsext_status_cb(default_->native_handle(), &tls_context::on_status_request);
+    SSL_CTX_set_tlsext_status_arg(default_->native_handle(), this);
+  }
   for (std::size_t i = 0; i < config_.sni_certificates.size(); ++i) {
     const auto& c = config_.sni_certificates[i];
     const std::string f = fmt::format("{}.sni_certificates[{}]", field_prefix_, i);
@@ -141,6 +238,16 @@ int tls_context::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
     return SSL_TLSEXT_ERR_ALERT_FATAL;  // RFC 7301: no_application_protocol
   }
   *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int tls_context::on_status_request(SSL* ssl, void* arg) {
+  const auto* self = static_cast<const tls_context*>(arg);
+  // OpenSSL takes the buffer and frees it with OPENSSL_free after the handshake.
+  void* copy = OPENSSL_memdup(self->ocsp_response_.data(), self->ocsp_response_.size());
+  if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;  // no staple rather than a failed handshake
+  SSL_set_tlsext_status_ocsp_resp(ssl, static_cast<unsigned char*>(copy),
+                                  static_cast<long>(self->ocsp_response_.size()));
   return SSL_TLSEXT_ERR_OK;
 }
 

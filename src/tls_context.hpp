@@ -1,8 +1,8 @@
 #pragma once
 // A TLS listener's OpenSSL state, built once at start(): one asio::ssl::context per
 // certificate (the default one plus one per SNI entry), the SNI and ALPN callbacks, and the
-// client-certificate policy. Shared read-only by every io thread afterwards (SSL_new on an
-// SSL_CTX is thread-safe).
+// client-certificate policy, the cipher profile and the OCSP staple. Shared read-only by every io
+// thread afterwards (SSL_new on an SSL_CTX is thread-safe).
 
 #include <openssl/ssl.h>
 
@@ -35,6 +35,7 @@ class tls_context {
   static int on_server_name(SSL* ssl, int* alert, void* arg);
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);
+  static int on_status_request(SSL* ssl, void* arg);
   std::unique_ptr<asio::ssl::context> make_context(const std::string& cert,
                                                    const std::string& key,
                                                    const std::string& field);
@@ -43,6 +44,7 @@ class tls_context {
   tls_config config_;
   std::string field_prefix_;
   std::vector<unsigned char> alpn_wire_;  // server preference list, RFC 7301 wire format
+  std::vector<unsigned char> ocsp_response_;  // DER, stapled when a client asks (RFC 6066 §8)
   std::unique_ptr<asio::ssl::context> default_;
   std::vector<sni_entry> sni_;
 };

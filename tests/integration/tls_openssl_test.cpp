@@ -1,10 +1,14 @@
 // Interop with a real TLS peer: Debian's `openssl s_client` against the atoll-echo example
 // (examples/echo, started with --tls-cert/--tls-key as a child process) and against an
-// in-process server for what the example has no flag for (ALPN). Sends a line on s_client's
-// stdin and reads the echo from its stdout; TLS 1.2 and 1.3. Every wait is bounded; skipped
-// only when there is no openssl binary.
+// in-process server for what the example has no flag for (ALPN, OCSP stapling). Sends a line
+// on s_client's stdin and reads the echo from its stdout; TLS 1.2 and 1.3; the default cipher
+// profile (no CBC suites, the server's order, the default groups). Every wait is bounded;
+// skipped only when there is no openssl binary.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -16,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -154,6 +159,47 @@ class s_client {
   std::optional<int> exit_status_;
 };
 
+/// Makes an OCSP response (DER) in the certificate directory saying the server certificate is
+/// good, signed by the test CA itself (RFC 6960 §4.2.2.2), with `openssl ocsp`; its path, or
+/// "" with `*error` set.
+std::string make_ocsp_response(const std::string& openssl, std::string* error) {
+  const auto& c = certs();
+  // `openssl ocsp` answers from an index in the format of `openssl ca`'s database, keyed by
+  // the certificate's serial number.
+  std::string serial;
+  if (FILE* f = std::fopen(c.server_cert.c_str(), "r")) {
+    if (X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr)) {
+      if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr)) {
+        if (char* hex = BN_bn2hex(bn)) {
+          serial = hex;
+          OPENSSL_free(hex);
+        }
+        BN_free(bn);
+      }
+      X509_free(x);
+    }
+    std::fclose(f);
+  }
+  if (serial.empty()) {
+    *error = "cannot read the serial number of " + c.server_cert;
+    return "";
+  }
+  std::ofstream(c.dir + "/ocsp_index.txt")
+      << "V\t491231235959Z\t\t" << serial << "\tunknown\t/CN=localhost\n";
+  const std::string log = c.dir + "/ocsp.log";
+  if (!atl::test::run_bounded(openssl,
+                              {"ocsp", "-issuer", c.ca_cert, "-cert", c.server_cert, "-no_nonce",
+                               "-reqout", "ocsp_request.der"},
+                              c.dir, log, startup_timeout, error) ||
+      !atl::test::run_bounded(openssl,
+                              {"ocsp", "-index", "ocsp_index.txt", "-CA", c.ca_cert, "-rsigner",
+                               c.ca_cert, "-rkey", c.dir + "/ca.key", "-reqin", "ocsp_request.der",
+                               "-respout", "ocsp_response.der", "-ndays", "1"},
+                              c.dir, log, startup_timeout, error))
+    return "";
+  return c.dir + "/ocsp_response.der";
+}
+
 /// Where s_client connects: the atoll-echo example with --tls-cert/--tls-key when it has those
 /// flags, else an in-process echo server with the same certificate.
 class openssl_s_client : public ::testing::Test {
@@ -186,13 +232,14 @@ class openssl_s_client : public ::testing::Test {
     start_in_process({});
   }
 
-  /// An in-process TLS echo server with `alpn`.
-  void start_in_process(std::vector<std::string> alpn) {
+  /// An in-process TLS echo server with `alpn` and `ocsp_response_file`.
+  void start_in_process(std::vector<std::string> alpn, std::string ocsp_response_file = {}) {
     server_ = std::make_unique<atl::server>(atl::test::threads(2));
     auto config = atl::test::loopback_listener();
     config.tls.cert_chain_file = certs().server_cert;
     config.tls.key_file = certs().server_key;
     config.tls.alpn = std::move(alpn);
+    config.tls.ocsp_response_file = std::move(ocsp_response_file);
     const auto id = server_->add_listener(config, atl::test::echo_factory());
     server_->start();
     port_ = server_->local_endpoint(id).port();
@@ -231,6 +278,20 @@ class openssl_s_client : public ::testing::Test {
           << c.output();
     }
     return c.output();
+  }
+
+  /// Runs s_client with `extra` flags for a handshake only (stdin closed at once); true if it
+  /// exited 0 within the bound. `out` gets its output.
+  bool handshake(std::vector<std::string> extra, std::string& out) {
+    s_client c;
+    if (!c.spawn(openssl_, args(std::move(extra)))) {
+      out = "spawn failed";
+      return false;
+    }
+    c.close_stdin();
+    const auto status = c.wait_exit(io_timeout);
+    out = c.output();
+    return status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
   }
 
   std::string openssl_;
@@ -284,6 +345,67 @@ TEST_F(openssl_s_client, refuses_to_trust_the_echo_example_under_another_name) {
   ASSERT_TRUE(status.has_value()) << c.output();
   EXPECT_FALSE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << c.output();
   EXPECT_NE(c.output().find("hostname mismatch"), std::string::npos) << c.output();
+}
+
+TEST_F(openssl_s_client, the_echo_example_refuses_a_tls1_2_client_offering_only_cbc_suites) {
+  start_echo_example();
+  std::string out;
+  EXPECT_FALSE(handshake({"-tls1_2", "-cipher",
+                          "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:"
+                          "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"},
+                         out))
+      << out;
+  EXPECT_NE(out.find("handshake failure"), std::string::npos) << out;
+}
+
+TEST_F(openssl_s_client, the_echo_example_orders_tls1_2_suites_itself) {
+  start_echo_example();
+  std::string out;
+  ASSERT_TRUE(handshake(
+      {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"}, out))
+      << out;
+  EXPECT_NE(out.find("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"), std::string::npos) << out;
+}
+
+TEST_F(openssl_s_client, the_echo_example_gives_chacha20_to_a_client_that_prefers_it) {
+  // Phones without AES instructions list ChaCha20 first; the server's order must not undo that.
+  start_echo_example();
+  std::string out;
+  ASSERT_TRUE(handshake(
+      {"-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"}, out))
+      << out;
+  EXPECT_NE(out.find("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305"), std::string::npos) << out;
+}
+
+TEST_F(openssl_s_client, the_echo_example_offers_x25519_p256_and_p384_only) {
+  start_echo_example();
+  std::string out;
+  for (const char* group : {"X25519", "prime256v1", "secp384r1"}) {
+    EXPECT_TRUE(handshake({"-groups", group}, out)) << group << ":\n" << out;
+  }
+  for (const char* group : {"secp521r1", "X448", "ffdhe2048"}) {
+    EXPECT_FALSE(handshake({"-groups", group}, out)) << group << ":\n" << out;
+  }
+}
+
+TEST_F(openssl_s_client, staples_the_configured_ocsp_response) {
+  std::string error;
+  const std::string response = make_ocsp_response(openssl_, &error);
+  ASSERT_FALSE(response.empty()) << error;
+  start_in_process({}, response);
+  for (const char* version : {"-tls1_2", "-tls1_3"}) {
+    std::string out;
+    ASSERT_TRUE(handshake({version, "-status"}, out)) << out;
+    EXPECT_NE(out.find("OCSP Response Status: successful"), std::string::npos) << out;
+    EXPECT_NE(out.find("Cert Status: good"), std::string::npos) << out;
+  }
+}
+
+TEST_F(openssl_s_client, staples_nothing_by_default) {
+  start_echo_example();
+  std::string out;
+  ASSERT_TRUE(handshake({"-status"}, out)) << out;
+  EXPECT_NE(out.find("OCSP response: no response sent"), std::string::npos) << out;
 }
 
 TEST_F(openssl_s_client, selects_alpn_in_the_servers_order) {

@@ -851,6 +851,57 @@ TEST_F(tls, failed_handshakes_never_reach_the_handler) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cipher profile (the defaults are also scanned by testssl.sh: testssl_test.cpp)
+
+TEST_F(tls, tls1_2_uses_the_servers_cipher_order) {
+  // OpenSSL's client lists AES-256-GCM before AES-128-GCM; the server's order puts AES-128 first.
+  echo_server srv(tls_listener());
+  auto o = trusting();
+  o.max_version = TLS1_2_VERSION;
+  auto c = tls_client::connect(srv.endpoint(), o);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c.cipher(), "ECDHE-ECDSA-AES128-GCM-SHA256");
+}
+
+TEST_F(tls, configured_ciphers_decide_the_tls1_2_suite) {
+  auto config = tls_listener();
+  config.tls.ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305";
+  echo_server srv(config);
+  auto o = trusting();
+  o.max_version = TLS1_2_VERSION;
+  auto c = tls_client::connect(srv.endpoint(), o);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c.cipher(), "ECDHE-ECDSA-CHACHA20-POLY1305");
+  EXPECT_TRUE(c.echo("chacha\n")) << c.error();
+}
+
+TEST_F(tls, configured_ciphersuites_decide_the_tls1_3_suite) {
+  auto config = tls_listener();
+  config.tls.ciphersuites = "TLS_CHACHA20_POLY1305_SHA256";
+  echo_server srv(config);
+  auto o = trusting();
+  o.min_version = TLS1_3_VERSION;
+  auto c = tls_client::connect(srv.endpoint(), o);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c.cipher(), "TLS_CHACHA20_POLY1305_SHA256");
+}
+
+TEST_F(tls, empty_cipher_settings_mean_openssls_own_defaults) {
+  auto config = tls_listener();
+  config.tls.ciphers.clear();
+  config.tls.ciphersuites.clear();
+  config.tls.groups.clear();
+  echo_server srv(config);
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    auto o = trusting();
+    o.min_version = o.max_version = version;
+    auto c = tls_client::connect(srv.endpoint(), o);
+    ASSERT_TRUE(c.ok()) << c.error();
+    EXPECT_TRUE(c.echo("defaults\n")) << c.error();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Configuration validation
 
 std::string start_error(atl::listener_config config, std::size_t plain_before = 0) {
@@ -924,6 +975,61 @@ TEST_F(tls, start_rejects_an_empty_alpn_protocol_name) {
   config.tls.alpn = {"h2", ""};
   const std::string msg = start_error(config);
   EXPECT_NE(msg.find("listener[0].tls.alpn[1]"), std::string::npos) << msg;
+}
+
+TEST_F(tls, start_rejects_an_unknown_cipher_and_names_it) {
+  // OpenSSL alone would drop the unknown name and run with the rest.
+  auto config = tls_listener();
+  config.tls.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA265";
+  const std::string msg = start_error(config);
+  EXPECT_NE(msg.find("listener[0].tls.ciphers"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'ECDHE-ECDSA-AES128-GCM-SHA265'"), std::string::npos) << msg;
+}
+
+TEST_F(tls, start_rejects_a_tls1_3_suite_in_the_tls1_2_cipher_list) {
+  auto config = tls_listener();
+  config.tls.ciphers = "TLS_AES_128_GCM_SHA256";
+  const std::string msg = start_error(config);
+  EXPECT_NE(msg.find("listener[0].tls.ciphers"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ciphersuites"), std::string::npos) << msg;  // says where it belongs
+}
+
+TEST_F(tls, start_accepts_cipher_string_keywords_and_exclusions) {
+  auto config = tls_listener();
+  config.tls.ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1:-RSA:@STRENGTH";
+  EXPECT_EQ(start_error(config), "(no exception)");
+}
+
+TEST_F(tls, start_rejects_an_unknown_tls1_3_ciphersuite_and_names_it) {
+  auto config = tls_listener();
+  config.tls.ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_AES_512_GCM_SHA384";
+  const std::string msg = start_error(config);
+  EXPECT_NE(msg.find("listener[0].tls.ciphersuites"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'TLS_AES_512_GCM_SHA384'"), std::string::npos) << msg;
+}
+
+TEST_F(tls, start_rejects_an_unknown_group_and_names_it) {
+  auto config = tls_listener();
+  config.tls.groups = "X25519:P-257";
+  const std::string msg = start_error(config);
+  EXPECT_NE(msg.find("listener[0].tls.groups"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'P-257'"), std::string::npos) << msg;
+}
+
+TEST_F(tls, start_rejects_a_missing_or_malformed_ocsp_response_file) {
+  for (const std::string& file : {certs().missing_file, certs().garbage_file}) {
+    auto config = tls_listener();
+    config.tls.ocsp_response_file = file;
+    const std::string msg = start_error(config);
+    EXPECT_NE(msg.find("listener[0].tls.ocsp_response_file"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(tls, start_rejects_an_ocsp_response_without_a_certificate) {
+  auto config = atl::test::loopback_listener();
+  config.tls.ocsp_response_file = certs().garbage_file;
+  const std::string msg = start_error(config);
+  EXPECT_NE(msg.find("listener[0].tls.cert_chain_file"), std::string::npos) << msg;
 }
 
 TEST_F(tls, start_names_the_index_of_the_bad_listener) {
