@@ -524,18 +524,18 @@ std::error_code inflater::impl::inflate_input(std::vector<std::byte>& out, std::
 // A block with BFINAL set ended the DEFLATE stream (RFC 7692 §7.2.3.4 allows senders to flush
 // that way); whatever follows (at least our appended tail) starts a new one.
 std::error_code inflater::impl::end_stream() noexcept {
-  ++stats.stream_ends;
   if (message_out == stream_start_out && ++empty_streams > max_empty_streams) {
     return error::inflate_failed;
   }
   stream_start_out = message_out;
+  ++stats.stream_restarts;
   // inflateResetKeep restarts the stream and keeps the window in place, in O(1): the next
   // stream may refer back into it (the sender's history, within the message and, with context
-  // takeover, across messages). Copying the window out and back in with inflateGetDictionary /
-  // inflateSetDictionary, as we did, cost 32 KiB of allocation and copies per restart, that is
-  // per two bytes of `03 00`. The function is exported by zlib since 1.2.5.2 (symbol version
-  // ZLIB_1.2.5.2) and declared in zlib.h among its "undocumented functions"; inflateReset is
-  // inflateResetKeep plus forgetting the window.
+  // takeover, across messages). Copying the window out and back in (inflateGetDictionary /
+  // inflateSetDictionary after inflateReset) would cost up to 64 KiB of copies per restart,
+  // that is per two bytes of `03 00`. The function is exported by zlib since 1.2.5.2 (symbol
+  // version ZLIB_1.2.5.2) and declared in zlib.h among its "undocumented functions";
+  // inflateReset is inflateResetKeep plus forgetting the window.
   return inflateResetKeep(&zs) == Z_OK ? std::error_code{} : error::inflate_failed;
 }
 
@@ -567,18 +567,19 @@ std::error_code inflater::decompress(std::span<const std::byte> in, bool fin,
     s.broken = true;
     return error::inflate_failed;
   }
-  std::error_code ec;
   // The compressed size counts against max_size too (as in Node's ws and Python's
-  // websockets), refused before any of it is inflated: otherwise a message of blocks that
-  // inflate to nothing would never end.
-  if (max_size != 0 && s.message_in + in.size() > max_size) {
-    ec = error::message_too_large;
-  } else {
-    s.message_in += in.size();
-    ec = s.feed(reinterpret_cast<const unsigned char*>(in.data()), in.size(), out, max_size);
-    // §7.2.2: append 00 00 ff ff to the payload of the last frame before inflating.
-    if (!ec && fin) ec = s.feed(deflate_tail.data(), deflate_tail.size(), out, max_size);
+  // websockets): otherwise a message of blocks that inflate to nothing would never end. In
+  // stream order, like every other check: the bytes up to the limit are inflated (an error in
+  // them comes first, however the network split the reads), the first byte past it fails.
+  std::size_t take = in.size();
+  if (max_size != 0 && in.size() > max_size - std::min(max_size, s.message_in)) {
+    take = static_cast<std::size_t>(max_size - std::min(max_size, s.message_in));
   }
+  s.message_in += take;
+  auto ec = s.feed(reinterpret_cast<const unsigned char*>(in.data()), take, out, max_size);
+  if (!ec && take < in.size()) ec = error::message_too_large;
+  // §7.2.2: append 00 00 ff ff to the payload of the last frame before inflating.
+  if (!ec && fin) ec = s.feed(deflate_tail.data(), deflate_tail.size(), out, max_size);
   if (ec) {
     s.broken = true;
     return ec;

@@ -636,8 +636,9 @@ TEST(ws_deflate, refuses_a_message_of_empty_final_blocks_at_the_second_stream_en
       const auto ec = feed_message(i, bomb, piece, 16u * 1024 * 1024);
       EXPECT_EQ(ec, ws::error::inflate_failed) << v.name << ", pieces of " << piece;
       EXPECT_EQ(ws::to_close_code(ec), ws::close_code::invalid_payload);
-      // Bounded work: two restarts and a few blocks read, of a megabyte offered.
-      EXPECT_EQ(i.stats().stream_ends - before.stream_ends, 2u) << v.name;
+      // Bounded work: one restart (the second stream end is refused) and two blocks read, of
+      // a megabyte offered.
+      EXPECT_EQ(i.stats().stream_restarts - before.stream_restarts, 1u) << v.name;
       EXPECT_LE(i.stats().input - before.input, 16u) << v.name;
     }
   }
@@ -656,7 +657,7 @@ TEST(ws_deflate, refuses_a_message_of_empty_blocks_once_its_compressed_size_pass
       EXPECT_EQ(ec, ws::error::message_too_large) << v.name << ", pieces of " << piece;
       EXPECT_EQ(ws::to_close_code(ec), ws::close_code::message_too_big);
       EXPECT_LE(i.stats().input, max_size) << v.name;
-      EXPECT_EQ(i.stats().stream_ends, 0u);
+      EXPECT_EQ(i.stats().stream_restarts, 0u);
     }
   }
 }
@@ -668,6 +669,19 @@ TEST(ws_deflate, a_compressed_size_exactly_at_max_size_passes) {
   EXPECT_FALSE(i.decompress(blocks, true, out, blocks.size()));
   ws::inflater j{ws::deflate_params{}, ws::role::server};
   EXPECT_EQ(j.decompress(blocks, true, out, blocks.size() - 1), ws::error::message_too_large);
+}
+
+TEST(ws_deflate, the_compressed_size_limit_applies_in_stream_order) {
+  // The bytes up to the limit are inflated first, so an error in them is the one reported,
+  // however the message was split into reads.
+  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  bytes out;
+  EXPECT_EQ(i.decompress(b({0xff, 0xff, 0xff, 0xff, 0x12, 0x34}), true, out, 4),
+            ws::error::inflate_failed);
+  ws::inflater j{ws::deflate_params{}, ws::role::server};
+  EXPECT_EQ(j.decompress(b({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), true, out, 6),
+            ws::error::message_too_large);
+  EXPECT_EQ(to_string(out), "Hello") << "the first 6 bytes hold the 5 literals";
 }
 
 TEST(ws_deflate, accepts_streams_ended_with_bfinal_that_carry_output_and_one_empty_one) {
@@ -683,7 +697,7 @@ TEST(ws_deflate, accepts_streams_ended_with_bfinal_that_carry_output_and_one_emp
   const std::string out = decompress(i, message);
   ASSERT_EQ(out.size(), 1000u);
   EXPECT_EQ(out.substr(0, 4), "abcd");
-  EXPECT_EQ(i.stats().stream_ends, 1001u);
+  EXPECT_EQ(i.stats().stream_restarts, 1001u) << "one per stream, the empty one included";
   // The next message may have its own empty stream: the allowance is per message.
   EXPECT_EQ(decompress(i, b({0x03, 0x00, 0x00})), "");
   EXPECT_EQ(decompress(i, b({0x03, 0x00, 0x00})), "");

@@ -166,7 +166,8 @@ class deflater {
 struct inflate_stats {
   std::uint64_t input = 0;        ///< compressed bytes zlib consumed (appended tails included).
   std::uint64_t output = 0;       ///< inflated bytes produced.
-  std::uint64_t stream_ends = 0;  ///< DEFLATE streams ended by a BFINAL block (each a restart).
+  /// DEFLATE streams that ended (a block with BFINAL set) and were restarted for what follows.
+  std::uint64_t stream_restarts = 0;
 };
 
 /// Decompresses incoming compressed messages (RFC 7692 §7.2.2), with limits:
@@ -182,8 +183,8 @@ struct inflate_stats {
 /// measured against the compressed bytes of the message received so far (never against a
 /// length the peer merely announced), so output can never run ahead of the ratio times what
 /// actually arrived; a message close to the ratio may therefore pass when it arrives in one
-/// read and fail when the network splits it. A compressed piece that would take the message's
-/// compressed size past `max_size` is refused before any of it is inflated.
+/// read and fail when the network splits it. The compressed size is checked in stream order
+/// too: the bytes up to `max_size` are inflated, the first one past it fails the message.
 ///
 /// Work: linear in the compressed plus the inflated bytes of a message, both at most
 /// `max_size`, plus a small constant per call. zlib reads each compressed byte once, the output
