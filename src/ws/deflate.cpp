@@ -392,6 +392,25 @@ std::error_code deflater::compress(std::span<const std::byte> in, bool fin,
 // ---------------------------------------------------------------------------------------------
 // Decompressor
 
+namespace {
+
+// The most output asked of zlib per inflate() call. The caps are checked between calls, so a
+// bomb is stopped after at most this much output past them, whatever its ratio.
+constexpr std::size_t max_output_room = 16 * 1024;
+
+// The first output room of each call. std::vector zero-fills what it grows by, so the buffer
+// grows only as output arrives (the room doubles while zlib fills it): a flood of tiny frames
+// must not cost a 16 KiB fill each.
+constexpr std::size_t min_output_room = 1024;
+
+// DEFLATE streams that end (a block with BFINAL set, §7.2.3.4) without a byte of output,
+// allowed per message. One is legitimate: an empty message flushed that way is `03 00`. More
+// carry nothing and only make us restart the stream — two bytes each, so without this bound a
+// message of them costs a restart per two bytes until max_size of input (issue 9, item 2).
+constexpr std::uint32_t max_empty_streams = 1;
+
+}  // namespace
+
 struct inflater::impl {
   z_stream zs{};
   bool ready = false;
@@ -400,8 +419,12 @@ struct inflater::impl {
   bool no_context_takeover;
   std::uint32_t max_ratio;
   std::size_t ratio_threshold;
-  std::uint64_t message_in = 0;   // compressed bytes of the current message
-  std::uint64_t message_out = 0;  // inflated bytes of the current message
+  // The current message:
+  std::uint64_t message_in = 0;        // compressed bytes the peer sent (not our tail)
+  std::uint64_t message_out = 0;       // inflated bytes
+  std::uint64_t stream_start_out = 0;  // message_out when the current DEFLATE stream began
+  std::uint32_t empty_streams = 0;     // streams that ended without output
+  inflate_stats stats;
 
   ~impl() {
     if (ready) inflateEnd(&zs);
@@ -412,6 +435,13 @@ struct inflater::impl {
     zs = z_stream{};
     ready = inflateInit2(&zs, -window_bits) == Z_OK;
     return ready;
+  }
+
+  void start_message() noexcept {
+    message_in = 0;
+    message_out = 0;
+    stream_start_out = 0;
+    empty_streams = 0;
   }
 
   // The most bytes the current message may inflate to right now.
@@ -429,67 +459,84 @@ struct inflater::impl {
 
   std::error_code feed(const unsigned char* data, std::size_t size, std::vector<std::byte>& out,
                        std::uint64_t max_size);
+  std::error_code inflate_input(std::vector<std::byte>& out, std::size_t& used, std::size_t& room,
+                                std::uint64_t max_size);
+  std::error_code end_stream() noexcept;
 };
 
 std::error_code inflater::impl::feed(const unsigned char* data, std::size_t size,
                                      std::vector<std::byte>& out, std::uint64_t max_size) {
-  constexpr std::size_t chunk = 16 * 1024;
-  while (size > 0) {
+  // `out` holds `used` bytes of output, then zero-filled room that zlib writes into; the room
+  // left over is dropped at the end.
+  std::size_t used = out.size();
+  std::size_t room = min_output_room;
+  std::error_code ec;
+  while (!ec && size > 0) {
     const std::size_t piece = std::min(size, max_zlib_piece);
-    message_in += piece;
     zs.next_in = const_cast<Bytef*>(data);
     zs.avail_in = static_cast<uInt>(piece);
     data += piece;
     size -= piece;
-
-    do {
-      // Never ask zlib for more than one byte past what the limits allow: a bomb is caught
-      // after at most 16 KiB of output, whatever its ratio.
-      const std::uint64_t limit = cap(max_size);
-      const std::uint64_t left = limit >= message_out ? limit - message_out : 0;
-      const std::size_t room = left >= chunk ? chunk : static_cast<std::size_t>(left) + 1;
-      const std::size_t old = out.size();
-      out.resize(old + room);
-      zs.next_out = reinterpret_cast<Bytef*>(out.data() + old);
-      zs.avail_out = static_cast<uInt>(room);
-      const int rc = inflate(&zs, Z_SYNC_FLUSH);
-      const std::size_t produced = room - zs.avail_out;
-      out.resize(old + produced);
-      message_out += produced;
-
-      if (message_out > limit) {
-        if (max_size != 0 && message_out > max_size) return error::message_too_large;
-        return error::inflate_ratio_exceeded;
-      }
-      if (rc == Z_STREAM_END) {
-        // A block with BFINAL set ends the DEFLATE stream (RFC 7692 §7.2.3.4 allows senders
-        // to flush that way). Start a new stream for whatever follows (at least our own
-        // appended tail), keeping the window when context takeover is in force.
-        std::vector<Bytef> window;
-        if (!no_context_takeover) {
-          window.resize(std::size_t{1} << window_bits);
-          uInt length = static_cast<uInt>(window.size());
-          if (inflateGetDictionary(&zs, window.data(), &length) != Z_OK) {
-            return error::inflate_failed;
-          }
-          window.resize(length);
-        }
-        if (inflateReset(&zs) != Z_OK) return error::inflate_failed;
-        if (!window.empty() &&
-            inflateSetDictionary(&zs, window.data(), static_cast<uInt>(window.size())) != Z_OK) {
-          return error::inflate_failed;
-        }
-        continue;
-      }
-      if (rc == Z_BUF_ERROR) {
-        // No progress possible: all input used and nothing pending, or the output was full.
-        if (zs.avail_in == 0 && produced < room) break;
-        continue;
-      }
-      if (rc != Z_OK) return error::inflate_failed;  // Z_DATA_ERROR, Z_NEED_DICT, Z_MEM_ERROR
-    } while (zs.avail_in > 0 || zs.avail_out == 0);
+    ec = inflate_input(out, used, room, max_size);
   }
+  out.resize(used);
+  return ec;
+}
+
+// Inflates all of zs's input into out[used..], growing `out` only as far as output arrives.
+std::error_code inflater::impl::inflate_input(std::vector<std::byte>& out, std::size_t& used,
+                                              std::size_t& room, std::uint64_t max_size) {
+  do {
+    // Never ask zlib for more than one byte past what the limits allow.
+    const std::uint64_t limit = cap(max_size);
+    const std::uint64_t left = limit >= message_out ? limit - message_out : 0;
+    const std::size_t ask = left >= room ? room : static_cast<std::size_t>(left) + 1;
+    if (out.size() < used + ask) out.resize(used + ask);
+    zs.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+    zs.avail_out = static_cast<uInt>(ask);
+    const uInt in_before = zs.avail_in;
+    const int rc = inflate(&zs, Z_SYNC_FLUSH);
+    const std::size_t produced = ask - zs.avail_out;
+    used += produced;
+    message_out += produced;
+    stats.input += in_before - zs.avail_in;
+    stats.output += produced;
+
+    if (message_out > limit) {
+      if (max_size != 0 && message_out > max_size) return error::message_too_large;
+      return error::inflate_ratio_exceeded;
+    }
+    if (produced == ask) room = std::min(room * 2, max_output_room);
+    if (rc == Z_STREAM_END) {
+      if (auto ec = end_stream()) return ec;
+      continue;
+    }
+    if (rc == Z_BUF_ERROR) {
+      // No progress possible: all input used and nothing pending, or the output was full.
+      if (zs.avail_in == 0 && produced < ask) break;
+      continue;
+    }
+    if (rc != Z_OK) return error::inflate_failed;  // Z_DATA_ERROR, Z_NEED_DICT, Z_MEM_ERROR
+  } while (zs.avail_in > 0 || zs.avail_out == 0);
   return {};
+}
+
+// A block with BFINAL set ended the DEFLATE stream (RFC 7692 §7.2.3.4 allows senders to flush
+// that way); whatever follows (at least our appended tail) starts a new one.
+std::error_code inflater::impl::end_stream() noexcept {
+  if (message_out == stream_start_out && ++empty_streams > max_empty_streams) {
+    return error::inflate_failed;
+  }
+  stream_start_out = message_out;
+  ++stats.stream_restarts;
+  // inflateResetKeep restarts the stream and keeps the window in place, in O(1): the next
+  // stream may refer back into it (the sender's history, within the message and, with context
+  // takeover, across messages). Copying the window out and back in (inflateGetDictionary /
+  // inflateSetDictionary after inflateReset) would cost up to 64 KiB of copies per restart,
+  // that is per two bytes of `03 00`. The function is exported by zlib since 1.2.5.2 (symbol
+  // version ZLIB_1.2.5.2) and declared in zlib.h among its "undocumented functions";
+  // inflateReset is inflateResetKeep plus forgetting the window.
+  return inflateResetKeep(&zs) == Z_OK ? std::error_code{} : error::inflate_failed;
 }
 
 inflater::inflater(const deflate_params& params, role local, const deflate_options& options)
@@ -510,25 +557,37 @@ inflater& inflater::operator=(inflater&&) noexcept = default;
 
 std::uint64_t inflater::message_size() const noexcept { return impl_ ? impl_->message_out : 0; }
 
+inflate_stats inflater::stats() const noexcept { return impl_ ? impl_->stats : inflate_stats{}; }
+
 std::error_code inflater::decompress(std::span<const std::byte> in, bool fin,
                                      std::vector<std::byte>& out, std::uint64_t max_size) {
   if (!impl_ || impl_->broken) return error::inflate_failed;
-  if (!impl_->init()) {
-    impl_->broken = true;
+  impl& s = *impl_;
+  if (!s.init()) {
+    s.broken = true;
     return error::inflate_failed;
   }
-  auto ec =
-      impl_->feed(reinterpret_cast<const unsigned char*>(in.data()), in.size(), out, max_size);
+  // The compressed size counts against max_size too (as in Node's ws and Python's
+  // websockets): otherwise a message of blocks that inflate to nothing would never end. In
+  // stream order, like every other check: the bytes up to the limit are inflated (an error in
+  // them comes first, however the network split the reads), the first byte past it fails.
+  std::size_t take = in.size();
+  if (max_size != 0 && in.size() > max_size - std::min(max_size, s.message_in)) {
+    take = static_cast<std::size_t>(max_size - std::min(max_size, s.message_in));
+  }
+  s.message_in += take;
+  auto ec = s.feed(reinterpret_cast<const unsigned char*>(in.data()), take, out, max_size);
+  if (!ec && take < in.size()) ec = error::message_too_large;
   // §7.2.2: append 00 00 ff ff to the payload of the last frame before inflating.
-  if (!ec && fin) ec = impl_->feed(deflate_tail.data(), deflate_tail.size(), out, max_size);
+  if (!ec && fin) ec = s.feed(deflate_tail.data(), deflate_tail.size(), out, max_size);
   if (ec) {
-    impl_->broken = true;
+    s.broken = true;
     return ec;
   }
   if (fin) {
-    impl_->message_in = 0;
-    impl_->message_out = 0;
-    if (impl_->no_context_takeover) inflateReset(&impl_->zs);
+    s.start_message();
+    // §7.1.1.1 / §7.1.1.2: the peer starts every message from an empty window.
+    if (s.no_context_takeover) inflateReset(&s.zs);
   }
   return {};
 }

@@ -76,7 +76,7 @@ std::error_code message_reader::begin_data_frame() noexcept {
   }
   message_size_ += frame_.payload_size;
   // Uncompressed: refuse from the header, before the payload is buffered. Compressed
-  // messages are measured after inflation (the inflater's cap).
+  // messages are measured by the inflater, as received and as inflated (its max_size).
   if (!compressed_ && options_.max_message_size != 0 && message_size_ > options_.max_message_size) {
     return error::message_too_large;
   }

@@ -1,6 +1,9 @@
 // libFuzzer target: permessage-deflate. Arbitrary bytes inflated under the caps never crash
-// and never exceed them; arbitrary messages compressed in fuzzer-chosen pieces and window
-// sizes inflate back unchanged, message after message (context takeover on or off).
+// and never exceed them, and the inflater's work stays in proportion to its input and output
+// (stream restarts need output); arbitrary messages compressed in fuzzer-chosen pieces and
+// window sizes inflate back unchanged, message after message (context takeover on or off).
+// The seed corpus holds the inflate bombs of issue 9: empty blocks with and without BFINAL,
+// one-letter streams, and zeros.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -26,6 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   // 1. Untrusted compressed bytes, in pieces, under a 64 KiB absolute cap and the ratio cap.
   {
     ws::deflate_options options;
+    options.max_inflate_ratio = 25;
     options.inflate_ratio_threshold = 1024;
     ws::inflater inflater{params, ws::role::server, options};
     std::vector<std::byte> out;
@@ -41,6 +45,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     // The caps hold whatever the input: at most one byte past either of them.
     ATOLL_FUZZ_CHECK(out.size() <= 64 * 1024 + 1);
     ATOLL_FUZZ_CHECK(out.size() <= std::max<std::size_t>(1024, 25 * (data.size() + 4)) + 1);
+    // Bounded work: no more than the input (and the appended tail) is read, and every stream
+    // restart but one is paid for by a byte of output.
+    const ws::inflate_stats work = inflater.stats();
+    ATOLL_FUZZ_CHECK(work.input <= data.size() + 4);
+    ATOLL_FUZZ_CHECK(work.output == out.size());
+    ATOLL_FUZZ_CHECK(work.stream_restarts <= work.output + 1);
   }
 
   // 2. Round trips: the input as two messages, compressed in pieces, both directions.

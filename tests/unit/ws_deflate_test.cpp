@@ -443,10 +443,17 @@ bytes zero_bomb(std::size_t size) {
   return out;
 }
 
+// The opt-in ratio cap at Bandit's 25:1.
+ws::deflate_options ratio_25() {
+  ws::deflate_options o;
+  o.max_inflate_ratio = 25;
+  return o;
+}
+
 TEST(ws_deflate, stops_a_10_mb_zero_bomb_at_the_ratio_cap_with_1009) {
   const bytes bomb = zero_bomb(10 * 1000 * 1000);
   ASSERT_LT(bomb.size(), 20000u) << "zeros compress about 1000:1";
-  ws::inflater i{ws::deflate_params{}, ws::role::server};  // default ratio 25
+  ws::inflater i{ws::deflate_params{}, ws::role::server, ratio_25()};
   bytes out;
   const auto ec = i.decompress(bomb, true, out, 16u * 1024 * 1024);
   EXPECT_EQ(ec, ws::error::inflate_ratio_exceeded);
@@ -469,7 +476,7 @@ TEST(ws_deflate, stops_the_bomb_at_the_absolute_cap_when_the_ratio_cap_is_off) {
 
 TEST(ws_deflate, stops_a_bomb_fed_in_small_pieces) {
   const bytes bomb = zero_bomb(10 * 1000 * 1000);
-  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  ws::inflater i{ws::deflate_params{}, ws::role::server, ratio_25()};
   bytes out;
   std::error_code ec;
   for (std::size_t off = 0; off < bomb.size() && !ec; off += 100) {
@@ -482,9 +489,7 @@ TEST(ws_deflate, stops_a_bomb_fed_in_small_pieces) {
 
 TEST(ws_deflate, inflates_the_whole_bomb_when_both_caps_are_off) {
   const bytes bomb = zero_bomb(3 * 1000 * 1000);
-  ws::deflate_options o;
-  o.max_inflate_ratio = 0;
-  ws::inflater i{ws::deflate_params{}, ws::role::server, o};
+  ws::inflater i{ws::deflate_params{}, ws::role::server};  // no ratio cap by default
   bytes out;
   EXPECT_FALSE(i.decompress(bomb, true, out, 0));
   EXPECT_EQ(out.size(), 3u * 1000 * 1000);
@@ -493,7 +498,7 @@ TEST(ws_deflate, inflates_the_whole_bomb_when_both_caps_are_off) {
 TEST(ws_deflate, small_highly_compressible_messages_pass_under_the_ratio_threshold) {
   const std::string message(50000, 'a');  // ~ 500:1, but below the 64 KiB threshold
   ws::deflater d{ws::deflate_params{}, ws::role::client};
-  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  ws::inflater i{ws::deflate_params{}, ws::role::server, ratio_25()};
   EXPECT_EQ(decompress(i, compress(d, message)), message);
 }
 
@@ -526,6 +531,183 @@ TEST(ws_deflate, release_frees_the_compressor_between_messages) {
   EXPECT_EQ(decompress(i, compress(d, message)), message);
   d.release();
   EXPECT_EQ(decompress(i, compress(d, message)), message) << "valid without the history";
+}
+
+// --- the inflater's work: blocks that inflate to nothing (issue 9, item 2) ------------------
+
+// DEFLATE written bit by bit (RFC 1951 §3.1.1: header fields LSB first, Huffman codes MSB
+// first), for block sequences no compressor emits.
+class bit_writer {
+ public:
+  void field(unsigned value, int bits) {
+    for (int k = 0; k < bits; ++k) bit((value >> k) & 1u);
+  }
+  void huffman(unsigned code, int bits) {
+    for (int k = bits - 1; k >= 0; --k) bit((code >> k) & 1u);
+  }
+  void align() {
+    if (used_ > 0) bit_flush();
+  }
+  std::size_t size() const { return out_.size(); }
+  bytes take() {
+    align();
+    return std::move(out_);
+  }
+
+ private:
+  void bit(unsigned b) {
+    acc_ |= b << used_;
+    if (++used_ == 8) bit_flush();
+  }
+  void bit_flush() {
+    out_.push_back(static_cast<std::byte>(acc_));
+    acc_ = 0;
+    used_ = 0;
+  }
+  bytes out_;
+  unsigned acc_ = 0;
+  int used_ = 0;
+};
+
+enum class block_type { stored, fixed };
+
+// One block: stored with LEN 0, or fixed Huffman with `literal` (if any) and end-of-block.
+// A final block ends the stream; the next one starts at the next byte.
+void write_block(bit_writer& w, block_type type, bool final, int literal = -1) {
+  w.field(final ? 1 : 0, 1);
+  if (type == block_type::stored) {
+    w.field(0, 2);
+    w.align();
+    w.field(0x0000, 16);  // LEN
+    w.field(0xffff, 16);  // NLEN
+    return;
+  }
+  w.field(1, 2);
+  if (literal >= 0) w.huffman(0x30 + static_cast<unsigned>(literal), 8);  // literals 0..143
+  w.huffman(0, 7);                                                        // end of block
+  if (final) w.align();
+}
+
+// `size` bytes (about) of empty blocks.
+bytes empty_blocks(block_type type, bool final, std::size_t size) {
+  bit_writer w;
+  while (w.size() < size) write_block(w, type, final);
+  return w.take();
+}
+
+struct empty_variant {
+  block_type type;
+  bool final;
+  const char* name;
+};
+
+constexpr empty_variant empty_variants[] = {
+    {block_type::fixed, true, "03 00: empty fixed-Huffman blocks with BFINAL"},
+    {block_type::stored, true, "01 00 00 ff ff: empty stored blocks with BFINAL"},
+    {block_type::fixed, false, "empty fixed-Huffman blocks (10 bits each)"},
+    {block_type::stored, false, "00 00 00 ff ff: empty stored blocks"},
+};
+
+// Feeds `data` as one message in pieces of `piece` bytes (frames), stopping at an error.
+std::error_code feed_message(ws::inflater& i, const bytes& data, std::size_t piece,
+                             std::uint64_t max_size) {
+  bytes out;
+  std::error_code ec;
+  for (std::size_t off = 0; off < data.size() && !ec; off += piece) {
+    const std::size_t n = std::min(piece, data.size() - off);
+    ec = i.decompress(std::span{data}.subspan(off, n), off + n == data.size(), out, max_size);
+  }
+  EXPECT_TRUE(out.empty());
+  return ec;
+}
+
+TEST(ws_deflate, refuses_a_message_of_empty_final_blocks_at_the_second_stream_end_with_1007) {
+  // Each final block ends the DEFLATE stream and costs a restart, for two bytes and no output:
+  // neither the size nor the ratio cap ever saw them. One empty stream is a legitimate empty
+  // message; the second is refused, whatever the framing and with a primed window.
+  for (const auto& v : empty_variants) {
+    if (!v.final) continue;
+    const bytes bomb = empty_blocks(v.type, true, 1024 * 1024);
+    for (const std::size_t piece : {bomb.size(), std::size_t{2}, std::size_t{1000}}) {
+      ws::deflater d{ws::deflate_params{}, ws::role::client};
+      ws::inflater i{ws::deflate_params{}, ws::role::server};
+      EXPECT_EQ(decompress(i, compress(d, sample_text(40000, 19))).size(), 40000u) << "primed";
+      const auto before = i.stats();
+      const auto ec = feed_message(i, bomb, piece, 16u * 1024 * 1024);
+      EXPECT_EQ(ec, ws::error::inflate_failed) << v.name << ", pieces of " << piece;
+      EXPECT_EQ(ws::to_close_code(ec), ws::close_code::invalid_payload);
+      // Bounded work: one restart (the second stream end is refused) and two blocks read, of
+      // a megabyte offered.
+      EXPECT_EQ(i.stats().stream_restarts - before.stream_restarts, 1u) << v.name;
+      EXPECT_LE(i.stats().input - before.input, 16u) << v.name;
+    }
+  }
+}
+
+TEST(ws_deflate, refuses_a_message_of_empty_blocks_once_its_compressed_size_passes_max_size) {
+  // Blocks without BFINAL inflate to nothing too; the compressed size is held to max_size
+  // (1009), refused before the piece that crosses it is inflated.
+  constexpr std::uint64_t max_size = 64 * 1024;
+  for (const auto& v : empty_variants) {
+    if (v.final) continue;
+    const bytes bomb = empty_blocks(v.type, false, 1024 * 1024);
+    for (const std::size_t piece : {bomb.size(), std::size_t{1000}}) {
+      ws::inflater i{ws::deflate_params{}, ws::role::server};
+      const auto ec = feed_message(i, bomb, piece, max_size);
+      EXPECT_EQ(ec, ws::error::message_too_large) << v.name << ", pieces of " << piece;
+      EXPECT_EQ(ws::to_close_code(ec), ws::close_code::message_too_big);
+      EXPECT_LE(i.stats().input, max_size) << v.name;
+      EXPECT_EQ(i.stats().stream_restarts, 0u);
+    }
+  }
+}
+
+TEST(ws_deflate, a_compressed_size_exactly_at_max_size_passes) {
+  const bytes blocks = empty_blocks(block_type::stored, false, 1000);
+  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  bytes out;
+  EXPECT_FALSE(i.decompress(blocks, true, out, blocks.size()));
+  ws::inflater j{ws::deflate_params{}, ws::role::server};
+  EXPECT_EQ(j.decompress(blocks, true, out, blocks.size() - 1), ws::error::message_too_large);
+}
+
+TEST(ws_deflate, the_compressed_size_limit_applies_in_stream_order) {
+  // The bytes up to the limit are inflated first, so an error in them is the one reported,
+  // however the message was split into reads.
+  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  bytes out;
+  EXPECT_EQ(i.decompress(b({0xff, 0xff, 0xff, 0xff, 0x12, 0x34}), true, out, 4),
+            ws::error::inflate_failed);
+  ws::inflater j{ws::deflate_params{}, ws::role::server};
+  EXPECT_EQ(j.decompress(b({0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), true, out, 6),
+            ws::error::message_too_large);
+  EXPECT_EQ(to_string(out), "Hello") << "the first 6 bytes hold the 5 literals";
+}
+
+TEST(ws_deflate, accepts_streams_ended_with_bfinal_that_carry_output_and_one_empty_one) {
+  // A sender that flushes with BFINAL (§7.2.3.4) restarts per flush; each restart is paid for
+  // by output. Here: 1000 one-letter streams, an empty one, then the 0x00 that the tail
+  // completes (an empty stored block).
+  bit_writer w;
+  for (int k = 0; k < 1000; ++k) write_block(w, block_type::fixed, true, 'a' + k % 26);
+  write_block(w, block_type::fixed, true);
+  w.field(0, 8);
+  const bytes message = w.take();
+  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  const std::string out = decompress(i, message);
+  ASSERT_EQ(out.size(), 1000u);
+  EXPECT_EQ(out.substr(0, 4), "abcd");
+  EXPECT_EQ(i.stats().stream_restarts, 1001u) << "one per stream, the empty one included";
+  // The next message may have its own empty stream: the allowance is per message.
+  EXPECT_EQ(decompress(i, b({0x03, 0x00, 0x00})), "");
+  EXPECT_EQ(decompress(i, b({0x03, 0x00, 0x00})), "");
+}
+
+TEST(ws_deflate, refuses_two_empty_streams_in_one_message) {
+  ws::inflater i{ws::deflate_params{}, ws::role::server};
+  bytes out;
+  EXPECT_EQ(i.decompress(b({0x03, 0x00, 0x03, 0x00, 0x00}), true, out, 0),
+            ws::error::inflate_failed);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // close frames, size limits, streaming, permessage-deflate end to end with its caps, and a
 // mixed stream split at every byte boundary.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cstdint>
 #include <string>
@@ -407,12 +408,136 @@ TEST(ws_message, a_compressed_bomb_is_stopped_with_1009) {
   ws::message_writer client{ws::role::client};
   client.enable_deflate(ws::deflate_params{});
   bytes wire;
-  ASSERT_FALSE(client.write_message(ws::opcode::binary, bytes(10 * 1000 * 1000), wire));
-  ws::message_reader r{server_reader()};
+  ASSERT_FALSE(client.write_message(ws::opcode::binary, bytes(20 * 1000 * 1000), wire));
+  ws::message_reader r{server_reader()};  // 16 MiB
   r.enable_deflate(ws::deflate_params{});
   const auto events = read_all(r, wire);
-  ASSERT_EQ(events, (std::vector<seen>{failure(ws::error::inflate_ratio_exceeded)}));
+  ASSERT_EQ(events, (std::vector<seen>{failure(ws::error::message_too_large)}));
   EXPECT_EQ(ws::to_close_code(events[0].ec), ws::close_code::message_too_big);
+
+  // With the opt-in ratio cap, long before the size limit.
+  ws::deflate_options o;
+  o.max_inflate_ratio = 25;
+  ws::message_reader capped{server_reader()};
+  capped.enable_deflate(ws::deflate_params{}, o);
+  EXPECT_EQ(read_all(capped, wire),
+            (std::vector<seen>{failure(ws::error::inflate_ratio_exceeded)}));
+}
+
+// 1 MiB of repetitive text, as chat and JSON APIs send (issue 9, item 7).
+std::string repetitive_text(bool one_letter) {
+  if (one_letter) return std::string(1 << 20, 'a');
+  std::string text;
+  const std::string line = R"({"type":"presence","room":"lobby","user":"alice","status":"online"})";
+  while (text.size() + line.size() + 1 <= (1u << 20)) text += line + "\n";
+  return text;
+}
+
+// One masked client frame with RSV1 (compressed) around `payload`.
+bytes compressed_frame(ws::opcode op, const bytes& payload, bool fin = true) {
+  ws::frame_header h;
+  h.op = op;
+  h.fin = fin;
+  h.rsv1 = op != ws::opcode::continuation;
+  h.masked = true;
+  h.key = {std::byte{0x11}, std::byte{0x22}, std::byte{0x33}, std::byte{0x44}};
+  bytes out;
+  ws::append_frame(out, h, payload);
+  return out;
+}
+
+// `text` compressed by plain zlib, as another implementation would (raw DEFLATE, level 9, a
+// sync flush whose 00 00 ff ff is removed, RFC 7692 §7.2.1).
+bytes zlib_compressed(const std::string& text) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  bytes out(deflateBound(&zs, text.size()) + 16);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  zs.avail_in = static_cast<uInt>(text.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_SYNC_FLUSH), Z_OK);
+  EXPECT_EQ(zs.avail_in, 0u);
+  out.resize(out.size() - zs.avail_out - 4);
+  deflateEnd(&zs);
+  return out;
+}
+
+TEST(ws_message, a_1_mib_repetitive_text_message_passes_at_the_defaults) {
+  // Within max_message_size, so it passes whatever its ratio, as in Python's websockets and
+  // Node's ws; the ratio cap is opt-in and then refuses it with 1009.
+  for (const bool one_letter : {false, true}) {
+    const std::string text = repetitive_text(one_letter);
+    bytes ours;
+    ws::message_writer client{ws::role::client};
+    client.enable_deflate(ws::deflate_params{});
+    ASSERT_FALSE(client.write_text(text, ours));
+    const bytes theirs = compressed_frame(ws::opcode::text, zlib_compressed(text));
+    for (const bytes* wire : {static_cast<const bytes*>(&ours), &theirs}) {
+      ASSERT_LT(wire->size() * 100, text.size()) << "compresses over 100:1";
+      ws::message_reader r{server_reader()};
+      r.enable_deflate(ws::deflate_params{});
+      EXPECT_EQ(read_all(r, *wire), (std::vector<seen>{message(ws::opcode::text, text)}))
+          << "one letter " << one_letter << ", zlib " << (wire == &theirs);
+
+      ws::deflate_options o;
+      o.max_inflate_ratio = 25;
+      ws::message_reader capped{server_reader()};
+      capped.enable_deflate(ws::deflate_params{}, o);
+      const auto events = read_all(capped, *wire);
+      ASSERT_EQ(events, (std::vector<seen>{failure(ws::error::inflate_ratio_exceeded)}));
+      EXPECT_EQ(ws::to_close_code(events[0].ec), ws::close_code::message_too_big);
+    }
+  }
+}
+
+// Feeds `wire` to `r` until an event other than need_more; returns it and the bytes consumed.
+std::pair<ws::read_event, std::size_t> first_event(ws::message_reader& r, const bytes& wire) {
+  std::span<const std::byte> data{wire};
+  const ws::read_event ev = r.next(data);
+  return {ev, wire.size() - data.size()};
+}
+
+// A compressed message of `count` frames whose payload is `block` each.
+bytes frames_of(const bytes& block, std::size_t count) {
+  bytes wire;
+  for (std::size_t k = 0; k < count; ++k) {
+    const bytes f = compressed_frame(k == 0 ? ws::opcode::binary : ws::opcode::continuation, block,
+                                     k + 1 == count);
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  return wire;
+}
+
+TEST(ws_message, empty_final_deflate_blocks_split_across_frames_fail_after_two_frames_with_1007) {
+  // `03 00` (an empty fixed-Huffman block with BFINAL) ends the DEFLATE stream and inflates to
+  // nothing: one is an empty message, the second is refused.
+  for (const bytes& block : {bytes{std::byte{0x03}, std::byte{0x00}},
+                             bytes{std::byte{0x01}, std::byte{0x00}, std::byte{0x00},
+                                   std::byte{0xff}, std::byte{0xff}}}) {
+    const bytes wire = frames_of(block, 100000);
+    ws::message_reader r{server_reader()};
+    r.enable_deflate(ws::deflate_params{});
+    const auto [ev, consumed] = first_event(r, wire);
+    ASSERT_EQ(ev.kind, ws::read_kind::error);
+    EXPECT_EQ(ev.ec, ws::error::inflate_failed);
+    EXPECT_EQ(ev.code(), ws::close_code::invalid_payload);
+    EXPECT_EQ(consumed, 2 * (6 + block.size())) << "stopped at the second frame";
+  }
+}
+
+TEST(ws_message, empty_deflate_blocks_split_across_frames_count_against_max_message_size) {
+  // Empty stored blocks without BFINAL: the compressed size reaches the 4 KiB limit (1009).
+  const bytes block{std::byte{0x00}, std::byte{0x00}, std::byte{0x00}, std::byte{0xff},
+                    std::byte{0xff}};
+  const bytes wire = frames_of(block, 100000);
+  ws::message_reader r{server_reader(4096)};
+  r.enable_deflate(ws::deflate_params{});
+  const auto [ev, consumed] = first_event(r, wire);
+  ASSERT_EQ(ev.kind, ws::read_kind::error);
+  EXPECT_EQ(ev.ec, ws::error::message_too_large);
+  EXPECT_EQ(ev.code(), ws::close_code::message_too_big);
+  EXPECT_EQ(consumed, (4096 / 5 + 1) * (6 + 5)) << "stopped at the frame past 4 KiB";
 }
 
 TEST(ws_message, a_compressed_message_over_max_message_size_is_1009) {

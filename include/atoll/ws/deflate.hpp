@@ -25,7 +25,7 @@ namespace atl::ws {
 
 /// The server's permessage-deflate policy: what it asks for and what it accepts.
 /// Defaults: zlib's defaults (15-bit windows, level 6, mem_level 8), context takeover allowed
-/// both ways, inflate ratio 25:1 as Bandit.
+/// both ways, no inflate ratio cap (the reader's `max_message_size` bounds every message).
 struct deflate_options {
   /// Always drop the compressor's history after each message we send (saves no memory by
   /// itself, but stops messages from compressing against earlier ones). Also agreed when a
@@ -50,14 +50,23 @@ struct deflate_options {
   /// Messages smaller than this many bytes are sent uncompressed (RSV1 clear): compressing a
   /// few bytes costs CPU and usually grows them. 0 compresses everything. Default 0.
   std::size_t compress_threshold = 0;
-  /// Inflate ratio cap: a compressed message whose inflated size exceeds this many times its
-  /// compressed size fails with `error::inflate_ratio_exceeded` (close 1009) — a defence
-  /// against compression bombs (Bandit's `max_inflate_ratio`, CVE-2026-39804). 0 = no cap.
-  /// Default 25.
-  std::uint32_t max_inflate_ratio = 25;
-  /// The ratio cap only applies once a message has inflated past this many bytes, so short,
-  /// highly repetitive messages ("aaaa...", JSON with repeated keys) are not refused. The
-  /// absolute cap is the reader's `max_message_size`. Default 64 KiB.
+  /// Inflate ratio cap, opt-in: a compressed message whose inflated size exceeds this many
+  /// times its compressed size (once past `inflate_ratio_threshold`) fails with
+  /// `error::inflate_ratio_exceeded` (close 1009), as Bandit's `max_inflate_ratio`. 0 = no
+  /// cap. Default 0.
+  ///
+  /// Off by default because the reader's `max_message_size` already bounds what one message
+  /// can cost — memory (the inflated message) and CPU (inflating is linear in the compressed
+  /// plus inflated bytes, and both are capped by it, see `inflater`) — while ordinary
+  /// repetitive text compresses far beyond any fixed ratio (1 MiB of one repeated JSON line:
+  /// about 290:1; all one letter: about 1000:1, near DEFLATE's maximum of 1032:1) and would
+  /// be refused although it is within the limit. Python's websockets and Node's ws have no
+  /// ratio cap either. Set it to bound what one received byte may cost (at most this many
+  /// inflated bytes) when `max_message_size` is large; 25 refuses such text past 64 KiB.
+  std::uint32_t max_inflate_ratio = 0;
+  /// With `max_inflate_ratio` set, the cap only applies once a message has inflated past this
+  /// many bytes, so short, highly repetitive messages ("aaaa...", JSON with repeated keys) are
+  /// not refused. Default 64 KiB.
   std::size_t inflate_ratio_threshold = 64 * 1024;
 };
 
@@ -152,17 +161,36 @@ class deflater {
   std::unique_ptr<impl> impl_;
 };
 
+/// The work an `inflater` has done since it was made, for tests and monitoring: its CPU time is
+/// linear in these.
+struct inflate_stats {
+  std::uint64_t input = 0;        ///< compressed bytes zlib consumed (appended tails included).
+  std::uint64_t output = 0;       ///< inflated bytes produced.
+  /// DEFLATE streams that ended (a block with BFINAL set) and were restarted for what follows.
+  std::uint64_t stream_restarts = 0;
+};
+
 /// Decompresses incoming compressed messages (RFC 7692 §7.2.2), with limits:
-/// - the ratio cap of `deflate_options::max_inflate_ratio` (past
+/// - the absolute `max_size` per message, on the inflated size and on the compressed size
+///   (as Node's ws and Python's websockets count it) → `error::message_too_large` (1009);
+/// - the opt-in ratio cap of `deflate_options::max_inflate_ratio` (past
 ///   `inflate_ratio_threshold`) → `error::inflate_ratio_exceeded` (1009);
-/// - the absolute `max_size` per message → `error::message_too_large` (1009);
-/// - data that is not valid DEFLATE → `error::inflate_failed` (1007).
+/// - data that is not valid DEFLATE → `error::inflate_failed` (1007); so is a message in
+///   which more than one DEFLATE stream ends (a block with BFINAL set) without producing a
+///   byte: no sender's flush (§7.2.3.4) does that, it only makes the receiver restart.
 /// Limits are checked while inflating, in chunks of at most 16 KiB, so a bomb is stopped
 /// after at most one chunk past the limit, never after inflating it whole. The ratio is
 /// measured against the compressed bytes of the message received so far (never against a
-/// length the peer merely announced), so output can never run ahead of 25x what actually
-/// arrived; a message close to the ratio may therefore pass when it arrives in one read and
-/// fail when the network splits it.
+/// length the peer merely announced), so output can never run ahead of the ratio times what
+/// actually arrived; a message close to the ratio may therefore pass when it arrives in one
+/// read and fail when the network splits it. The compressed size is checked in stream order
+/// too: the bytes up to `max_size` are inflated, the first one past it fails the message.
+///
+/// Work: linear in the compressed plus the inflated bytes of a message, both at most
+/// `max_size`, plus a small constant per call. zlib reads each compressed byte once, the output
+/// buffer grows only as output arrives, and the restart after a stream end is O(1) (the window is
+/// kept in place, never copied) and needs a byte of output (but once a message), so no input makes
+/// the inflater work without consuming or producing bytes in proportion.
 ///
 /// Not thread-safe: one per connection, used on its io thread.
 class inflater {
@@ -184,6 +212,9 @@ class inflater {
 
   /// Inflated bytes of the current message so far.
   std::uint64_t message_size() const noexcept;
+
+  /// The work done since construction (see `inflate_stats`).
+  inflate_stats stats() const noexcept;
 
  private:
   struct impl;

@@ -30,10 +30,11 @@ struct reader_options {
   /// Largest frame payload on the wire (compressed size), checked from the header before any
   /// payload is buffered → `error::frame_too_large` (1009). 0 = no limit. Default 16 MiB.
   std::uint64_t max_frame_size = default_max_size;
-  /// Largest message: the sum of its frames' payloads, after inflation for compressed
-  /// messages → `error::message_too_large` (1009). Checked from each frame header for
-  /// uncompressed messages (before the payload arrives), and while inflating for compressed
-  /// ones. Applies to streamed messages too. 0 = no limit. Default 16 MiB.
+  /// Largest message: the sum of its frames' payloads → `error::message_too_large` (1009).
+  /// Compressed messages are held to it both as received and after inflation. Checked from
+  /// each frame header for uncompressed messages (before the payload arrives), and by the
+  /// inflater for compressed ones. Applies to streamed messages too. 0 = no limit. Default
+  /// 16 MiB.
   std::uint64_t max_message_size = default_max_size;
   /// Validate text messages as UTF-8, failing at the first bad byte (1007). Default true;
   /// turning it off breaks RFC 6455 §8.1 and is only for trusted peers.
@@ -120,8 +121,8 @@ class message_reader {
 
   /// Turns on permessage-deflate with the agreed parameters (from the handshake): RSV1 is
   /// accepted on the first frame of a data message, and such messages are inflated with the
-  /// limits of `options` (ratio cap) and `max_message_size`. Call once, before the first
-  /// frame.
+  /// limits of `max_message_size` and `options` (the opt-in ratio cap). Call once, before
+  /// the first frame.
   void enable_deflate(const deflate_params& params, const deflate_options& options = {});
 
   /// Consumes bytes from the front of `data` (advancing it) up to the next event and returns

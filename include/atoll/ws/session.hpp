@@ -84,7 +84,8 @@ struct options {
   /// Negotiate permessage-deflate (RFC 7692) when the client offers it. Default false.
   bool deflate = false;
   /// The permessage-deflate policy when `deflate` is true (window bits, context takeover,
-  /// level, and the inflate ratio cap: 25:1 by default → close 1009).
+  /// level, and the opt-in inflate ratio cap, off by default: `max_message_size` bounds a
+  /// compressed message both as received and inflated → close 1009).
   deflate_options compression;
 
   /// Deliver data through `handler::on_fragment` as it arrives instead of whole messages
