@@ -86,7 +86,8 @@ enum class error {
   invalid_close_reason,  ///< a close reason that is not valid UTF-8. 1007.
 
   // --- permessage-deflate (deflate.hpp, RFC 7692) ---------------------------------------------
-  inflate_failed,          ///< the compressed data is not a valid DEFLATE stream. 1007.
+  inflate_failed,          ///< not a valid DEFLATE stream, or a message that restarts its
+                           ///< stream without output more than once. 1007.
   inflate_ratio_exceeded,  ///< inflated size over `max_inflate_ratio` x compressed. 1009.
   deflate_failed,          ///< zlib failed while compressing (out of memory). 1011.
 
