@@ -46,6 +46,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "asio_types.hpp"
@@ -71,6 +72,11 @@ using atoll_fuzz::variant;
 constexpr int small_socket_buffer = 1;
 constexpr std::size_t max_write_buffer = 4096;
 constexpr std::size_t write_low_water = 1024;
+
+// The keepalive listener's ping_interval, and how long the io thread stays parked per step in
+// ticking mode: a bit more than one interval, so the ping timer is due exactly once.
+constexpr auto ping_interval = 1ms;
+constexpr auto tick = 1100us;
 
 // Posted no-ops per quiescence wait: each runs behind one more poll of the reactor, and a
 // connection's own follow-ups (speculative reads, the upgrade's settle) are posted at most
@@ -141,6 +147,7 @@ int accept_with_small_buffer(int fd, sockaddr* addr, socklen_t* len, int flags) 
 struct client {
   int fd = -1;
   bool write_shut = false;
+  bool reading = true;  // reads what the server sent after every step
   std::optional<ws::deflater> deflater;  // the compressed message being sent, if any
   std::uint8_t mask_seed = 0;
 };
@@ -165,6 +172,8 @@ class harness {
   int connect_to(variant v);
   void post(std::function<void()> fn);
   void quiesce();
+  void park();
+  void unpark();
   void advance(std::chrono::milliseconds d);
   void wait_drained(variant v);
 
@@ -179,6 +188,18 @@ class harness {
   std::vector<atl::listener_id> ids_;
   int control_fd_ = -1;
   asio::any_io_executor io_;
+  // Ticking mode (the keepalive listener): its ping timer runs on the real clock (an
+  // asio::steady_timer in ws::session), so to keep inputs reproducible the io thread is parked
+  // between steps and each step lets exactly one interval pass: one ping per step.
+  bool ticking_ = false;
+  bool parked_ = false;
+  std::chrono::steady_clock::time_point parked_at_;
+  struct park_gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  std::shared_ptr<park_gate> gate_;
   // DATA_PATH_TRACE=1: print each step and what the client read (to understand an input).
   bool trace_ = std::getenv("DATA_PATH_TRACE") != nullptr;
 };
@@ -240,7 +261,14 @@ void harness::start() {
     o.idle_timeout = 2000ms;
     o.close_timeout = 500ms;
     o.max_message_size = 64 * 1024;
-    if (v == variant::ws_keepalive) o.ping_interval = 1ms;
+    atl::listener_config l = base(v);
+    if (v == variant::ws_keepalive) {
+      // Every keepalive tick adds 2 bytes to a queue that is not drained: a smaller limit
+      // puts that tick's send within reach of max_write_buffer.
+      o.ping_interval = ping_interval;
+      l.max_write_buffer = 1024;
+      l.write_low_water = 256;
+    }
     auto factory = ws::upgrade_factory(o, [](const ws::http_request&, atl::connection& c) {
       {
         std::lock_guard lock(state().m);
@@ -248,7 +276,7 @@ void harness::start() {
       }
       return std::make_unique<ws_echo>();
     });
-    ids_[static_cast<std::size_t>(v)] = server_->add_listener(base(v), std::move(factory));
+    ids_[static_cast<std::size_t>(v)] = server_->add_listener(l, std::move(factory));
   }
   server_->start();
 
@@ -286,8 +314,14 @@ int harness::connect_to(variant v) {
 void harness::post(std::function<void()> fn) { asio::post(io_, std::move(fn)); }
 
 // Returns once the io thread has run `quiet_rounds` posted no-ops in a row: everything the
-// client did before (bytes, closes) has been seen and handled by then.
+// client did before (bytes, closes) has been seen and handled by then. In ticking mode the io
+// thread is parked between quiescence waits and let go only after a whole keepalive interval,
+// so each wait is exactly one tick of the real-clock ping timer (see `ticking_`).
 void harness::quiesce() {
+  if (parked_) {
+    std::this_thread::sleep_until(parked_at_ + tick);
+    unpark();
+  }
   struct round {
     asio::any_io_executor io;
     int left;
@@ -304,6 +338,34 @@ void harness::quiesce() {
     std::fprintf(stderr, "data_path_fuzz: the io thread did not come back within 5 s\n");
     std::abort();
   }
+  if (ticking_) park();
+}
+
+// Blocks the io thread in a posted handler until unpark(): meanwhile no timer fires and no
+// socket event is handled.
+void harness::park() {
+  auto gate = std::make_shared<park_gate>();
+  auto parked = std::make_shared<std::promise<void>>();
+  auto f = parked->get_future();
+  post([gate, parked] {
+    std::unique_lock lock(gate->m);
+    parked->set_value();
+    gate->cv.wait_for(lock, stall_limit, [&] { return gate->open; });
+  });
+  ATOLL_FUZZ_CHECK(f.wait_for(stall_limit) == std::future_status::ready);
+  gate_ = std::move(gate);
+  parked_ = true;
+  parked_at_ = std::chrono::steady_clock::now();
+}
+
+void harness::unpark() {
+  {
+    std::lock_guard lock(gate_->m);
+    gate_->open = true;
+  }
+  gate_->cv.notify_all();
+  gate_.reset();
+  parked_ = false;
 }
 
 // Moves the seam clock forward and makes the io thread notice: a timer due at the earliest
@@ -317,8 +379,8 @@ void harness::advance(std::chrono::milliseconds d) {
     t->expires_at(atl::detail::clock::time_point{});
     t->async_wait([t, fired](std::error_code) { fired->set_value(); });
   });
-  ATOLL_FUZZ_CHECK(f.wait_for(stall_limit) == std::future_status::ready);
-  quiesce();
+  for (int i = 0; i < 8 && f.wait_for(0s) != std::future_status::ready; ++i) quiesce();
+  ATOLL_FUZZ_CHECK(f.wait_for(0s) == std::future_status::ready);
 }
 
 void harness::write_all(client& c, std::span<const std::byte> bytes) {
@@ -455,7 +517,17 @@ void harness::perform(variant v, client& c, const step& s) {
       advance(s.duration);
       return;  // advance() waited already
     case kind::run_loop:
-      std::this_thread::sleep_for(s.duration);
+      // One tick per millisecond (ticking mode), else real time for the loop.
+      for (auto t = 1ms; t < s.duration; t += 1ms) {
+        if (ticking_) {
+          quiesce();
+        } else {
+          std::this_thread::sleep_for(1ms);
+        }
+      }
+      break;
+    case kind::reading:
+      c.reading = s.on;
       break;
   }
   quiesce();
@@ -487,11 +559,22 @@ void harness::run(const std::uint8_t* data, std::size_t size) {
   }
   atoll_fuzz::script script(data, size);
   const variant v = script.target();
+  ticking_ = v == variant::ws_keepalive;
   client c;
   c.fd = connect_to(v);
   quiesce();
-  while (std::optional<step> s = script.next()) perform(v, c, *s);
+  while (std::optional<step> s = script.next()) {
+    perform(v, c, *s);
+    if (c.reading) read_available(c, SIZE_MAX);
+    if (trace_) {
+      std::lock_guard lock(state().m);
+      state().conn.dispatch([](atl::connection& conn) {
+        std::fprintf(stderr, "  server: %zu bytes queued\n", conn.buffered_amount());
+      });
+    }
+  }
   close_client(c, false);
+  ticking_ = false;
   wait_drained(v);
   if (trace_) std::fprintf(stderr, "end of input: drained\n");
   std::lock_guard lock(state().m);

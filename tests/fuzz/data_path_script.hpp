@@ -11,16 +11,19 @@
 //     ws_big      flags:1, len:2 (mod 16 KiB), fill:1    one masked frame of copies of `fill`
 //     read        k:1                                    read up to k*256 bytes (0: all)
 //     half_close                                         shutdown(SHUT_WR)
-//     reset                                              close without reading (ECONNRESET)
-//     close                                              read what is there, then close
+//     reset|close k:1                                    even: close without reading
+//                                                        (ECONNRESET); odd: read, then close
 //     reconnect                                          close, then a new connection
 //     handle_send flags:1, len:1, bytes[len]             send through the handle, this thread
 //     handle_close flags:1                               close / ws close(code) / abort
 //     advance     k:1                                    jump the clock (table below)
-//     run_loop                                           sleep 1 ms of real time (keepalive)
+//     run_loop    k:1                                    sleep 1-4 ms of real time (keepalive)
 //     proxy       flags:1                                a valid PROXY v1 or v2 header
+//     reading     on:1                                   stop (even) or resume (odd) reading
 //
-// Bounded: at most `max_steps` steps, `max_bytes` written, `max_sleeps` real sleeps per input.
+// The client starts reading: after every step it reads what the server sent, until a
+// `reading` step stops it (the server's write queue then fills).
+// Bounded: at most `max_steps` steps, `max_bytes` written, `max_sleep` of real time per input.
 // Payload bytes past the end of the input are simply absent (shorter payloads).
 
 #include <netinet/in.h>
@@ -56,6 +59,7 @@ enum class step_kind : std::uint8_t {
   handle_close,
   advance,
   run_loop,
+  reading,
 };
 
 struct step {
@@ -70,6 +74,7 @@ struct step {
   // handle_send: a text message (ws); handle_close: abort instead of close
   bool text = false;
   bool abort = false;
+  bool on = false;  // reading
   std::size_t amount = 0;  // read: byte limit; handle_close: close code
   std::chrono::milliseconds duration{0};  // advance, run_loop
 };
@@ -78,7 +83,7 @@ class script {
  public:
   static constexpr int max_steps = 48;
   static constexpr std::size_t max_bytes = 128 * 1024;
-  static constexpr int max_sleeps = 4;
+  static constexpr std::chrono::milliseconds max_sleep{8};
   static constexpr std::size_t max_big = 16 * 1024;
 
   script(const std::uint8_t* data, std::size_t size) noexcept : data_(data), size_(size) {}
@@ -92,7 +97,7 @@ class script {
     if (size_ == 0 || steps_ >= max_steps || bytes_ >= max_bytes) return std::nullopt;
     ++steps_;
     step s;
-    switch (byte() % 14) {
+    switch (byte() % 15) {
       case 0:
         s.payload = bytes(byte());
         break;
@@ -155,17 +160,23 @@ class script {
         s.duration = jumps[byte() % 16];
         break;
       }
-      case 12:
-        if (sleeps_ < max_sleeps) {
-          ++sleeps_;
+      case 12: {
+        const std::chrono::milliseconds d{1 + byte() % 4};
+        if (slept_ + d <= max_sleep) {
+          slept_ += d;
           s.kind = step_kind::run_loop;
-          s.duration = 1ms;
+          s.duration = d;
         } else {
           s.kind = step_kind::read;  // out of real time: a harmless step instead
         }
         break;
-      default:
+      }
+      case 13:
         s.payload = proxy_header(byte());
+        break;
+      default:
+        s.kind = step_kind::reading;
+        s.on = byte() % 2 == 1;
         break;
     }
     bytes_ += s.payload.size();
@@ -258,7 +269,7 @@ class script {
   std::size_t size_;
   int steps_ = 0;
   std::size_t bytes_ = 0;
-  int sleeps_ = 0;
+  std::chrono::milliseconds slept_{0};
 };
 
 }  // namespace atoll_fuzz
