@@ -15,26 +15,27 @@
 //
 // Determinism: after every step the harness waits until the io thread is quiescent (a chain of
 // posted no-ops, each behind one more poll of the reactor), so the server has handled all the
-// client did before the next step. Only the keepalive listener depends on real time (its ping
-// timer is an asio::steady_timer on the original code); `run_loop` steps sleep 1 ms there.
+// client did before the next step. Timeouts run on the seam clock, which only `advance` steps
+// move. The keepalive listener's ping timer runs on the real clock (an asio::steady_timer in
+// ws::session on the original code), so for its inputs the io thread is parked between steps
+// and let go after one ping interval: one ping per step. Under heavy load a quiescence wait can
+// outlast an interval, so a race-dependent input (a reset while a ping is due) may need
+// `-runs=N` to reproduce; queue arithmetic (pings filling the write queue) reproduces at once.
 // At the end of every input the client closes and the harness waits until the server has no
 // fuzz connection left, so a crash always belongs to the input that caused it. A connection
 // that outlives its peer (after a jump past every timeout) is a finding.
 //
 // One server serves all inputs (starting one costs ~1 ms); it is started again if its control
 // connection was lost.
-#include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <spdlog/spdlog.h>
-
 #include <asio/any_io_executor.hpp>
 #include <asio/post.hpp>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -130,9 +131,7 @@ class ws_echo final : public ws::handler {
     state().session = s.handle();
   }
   void on_text(ws::session& s, std::string_view text) override { s.send_text(text); }
-  void on_binary(ws::session& s, std::span<const std::byte> data) override {
-    s.send_binary(data);
-  }
+  void on_binary(ws::session& s, std::span<const std::byte> data) override { s.send_binary(data); }
 };
 
 // accept4 through the seam, shrinking the accepted socket's send buffer: Unix sockets get no
@@ -147,7 +146,7 @@ int accept_with_small_buffer(int fd, sockaddr* addr, socklen_t* len, int flags) 
 struct client {
   int fd = -1;
   bool write_shut = false;
-  bool reading = true;  // reads what the server sent after every step
+  bool reading = true;                   // reads what the server sent after every step
   std::optional<ws::deflater> deflater;  // the compressed message being sent, if any
   std::uint8_t mask_seed = 0;
 };
@@ -410,7 +409,9 @@ void harness::read_available(client& c, std::size_t limit) {
   }
   if (trace_) {
     std::fprintf(stderr, "  read %zu bytes%s\n", got,
-                 n == 0 ? " (eof)" : n < 0 && errno != EAGAIN ? " (error)" : "");
+                 n == 0                     ? " (eof)"
+                 : n < 0 && errno != EAGAIN ? " (error)"
+                                            : "");
   }
 }
 

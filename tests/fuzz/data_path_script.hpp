@@ -74,8 +74,8 @@ struct step {
   // handle_send: a text message (ws); handle_close: abort instead of close
   bool text = false;
   bool abort = false;
-  bool on = false;  // reading
-  std::size_t amount = 0;  // read: byte limit; handle_close: close code
+  bool on = false;                        // reading
+  std::size_t amount = 0;                 // read: byte limit; handle_close: close code
   std::chrono::milliseconds duration{0};  // advance, run_loop
 };
 
@@ -155,8 +155,8 @@ class script {
         s.kind = step_kind::advance;
         // Around the harness's timeouts: handshake 300 ms, close 500 ms, read 1 s, idle 2 s.
         static constexpr std::chrono::milliseconds jumps[] = {
-            1ms, 10ms, 100ms, 299ms, 301ms, 499ms, 501ms, 999ms,
-            1001ms, 1999ms, 2001ms, 5s, 11s, 61s, 3600s, 50ms};
+            1ms,    10ms,   100ms,  299ms, 301ms, 499ms, 501ms, 999ms,
+            1001ms, 1999ms, 2001ms, 5s,    11s,   61s,   3600s, 50ms};
         s.duration = jumps[byte() % 16];
         break;
       }
@@ -210,9 +210,9 @@ class script {
 
   static void frame_flags(step& s, std::uint8_t f) {
     using atl::ws::opcode;
-    static constexpr opcode ops[] = {opcode::binary, opcode::text,   opcode::continuation,
-                                     opcode::ping,   opcode::pong,   opcode::close,
-                                     opcode::binary, static_cast<opcode>(0x3)};
+    static constexpr opcode ops[] = {
+        opcode::binary, opcode::text,  opcode::continuation, opcode::ping,
+        opcode::pong,   opcode::close, opcode::binary,       static_cast<opcode>(0x3)};
     s.op = ops[f % 8];
     s.fin = (f & 0x08) == 0;
     s.compress = (f & 0x10) != 0;
