@@ -15,10 +15,11 @@
 //
 // Determinism: after every step the harness waits until the io thread is quiescent (a chain of
 // posted no-ops, each behind one more poll of the reactor), so the server has handled all the
-// client did before the next step. Timeouts run on the seam clock, which only `advance` steps
-// move. The keepalive listener's ping timer runs on the real clock (an asio::steady_timer in
-// ws::session on the original code), so for its inputs the io thread is parked between steps
-// and let go after one ping interval: one ping per step. Under heavy load a quiescence wait can
+// client did before the next step. Timeouts run on the seam clock, which `advance` steps move.
+// The keepalive listener pings every millisecond of real time (its timer was an
+// asio::steady_timer in ws::session at 037861d; since then it is a connection::after() timer on
+// the seam clock, which also follows real time), so for its inputs the io thread is parked
+// between steps and let go after one ping interval: one ping per step. Under heavy load a quiescence wait can
 // outlast an interval, so a race-dependent input (a reset while a ping is due) may need
 // `-runs=N` to reproduce; queue arithmetic (pings filling the write queue) reproduces at once.
 // At the end of every input the client closes and the harness waits until the server has no
@@ -187,9 +188,9 @@ class harness {
   std::vector<atl::listener_id> ids_;
   int control_fd_ = -1;
   asio::any_io_executor io_;
-  // Ticking mode (the keepalive listener): its ping timer runs on the real clock (an
-  // asio::steady_timer in ws::session), so to keep inputs reproducible the io thread is parked
-  // between steps and each step lets exactly one interval pass: one ping per step.
+  // Ticking mode (the keepalive listener): its ping timer follows real time, so to keep inputs
+  // reproducible the io thread is parked between steps and each step lets exactly one
+  // interval pass: one ping per step.
   bool ticking_ = false;
   bool parked_ = false;
   std::chrono::steady_clock::time_point parked_at_;
