@@ -20,9 +20,9 @@
 // asio::steady_timer in ws::session at 037861d; since then it is a connection::after() timer on
 // the seam clock, which also follows real time), so for its inputs the io thread is parked
 // between steps and let go after one ping interval: one ping per step. Under heavy load a
-// quiescence wait can outlast an interval, so a race-dependent input (a reset while a ping is due)
-// may need
-// `-runs=N` to reproduce; queue arithmetic (pings filling the write queue) reproduces at once.
+// quiescence wait can outlast an interval, so a race-dependent input (a reset while a ping is
+// due) may need `-runs=N` to reproduce; queue arithmetic (pings filling the write queue)
+// reproduces at once.
 // At the end of every input the client closes and the harness waits until the server has no
 // fuzz connection left, so a crash always belongs to the input that caused it. A connection
 // that outlives its peer (after a jump past every timeout) is a finding.
