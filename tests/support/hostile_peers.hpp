@@ -1,0 +1,139 @@
+#pragma once
+// Hostile peers for the tests in tests/hostile: clients that send as fast as the server takes
+// bytes and never read, bounded in bytes and time. The bounds are "the test did not hang"
+// limits; what a test asserts is a byte or count (how much a peer could send before it was
+// cut off, how much memory the server holds per peer), never a speed.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "support/test_client.hpp"
+
+namespace atl::test {
+
+/// How one peer's flood ended.
+enum class flood_end {
+  cut,      ///< the server ended the connection (a send failed: EPIPE/ECONNRESET, or POLLHUP)
+  limit,    ///< the peer sent its `max_bytes`
+  stalled,  ///< the server stopped taking bytes (nothing could be sent for `stall`)
+  deadline  ///< the overall time bound passed
+};
+
+inline const char* to_string(flood_end e) {
+  switch (e) {
+    case flood_end::cut: return "cut";
+    case flood_end::limit: return "limit";
+    case flood_end::stalled: return "stalled";
+    case flood_end::deadline: return "deadline";
+  }
+  return "?";
+}
+
+struct flood_result {
+  std::size_t sent = 0;
+  flood_end end = flood_end::deadline;
+  int error = 0;  ///< errno of the failed send when `cut`
+};
+
+/// Shrinks a socket's kernel buffers (SO_SNDBUF/SO_RCVBUF; 0 leaves one as it is), so that
+/// what a peer sends reaches the server's user space instead of waiting in the kernel, and
+/// memory measured in the server is not hidden in socket buffers.
+inline void shrink_socket_buffers(int fd, int sndbuf, int rcvbuf) {
+  if (sndbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+}
+
+/// Every peer in `fds` sends `pattern` over and over (cyclically, so a pattern made of whole
+/// frames or requests stays a valid stream across partial sends), never reading, until it has
+/// sent `max_bytes`, the server cut it off, or the server took nothing from any unfinished peer
+/// for `stall`; all within `overall`. One thread, non-blocking sockets and poll(): the peers
+/// press on the server at the same time. The descriptors are left blocking again.
+inline std::vector<flood_result> flood(std::span<const int> fds, std::string_view pattern,
+                                       std::size_t max_bytes,
+                                       std::chrono::milliseconds stall = std::chrono::seconds{1},
+                                       std::chrono::milliseconds overall = std::chrono::seconds{20}) {
+  std::vector<flood_result> out(fds.size());
+  std::vector<std::size_t> offset(fds.size(), 0);
+  std::vector<int> flags(fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    flags[i] = ::fcntl(fds[i], F_GETFL);
+    ::fcntl(fds[i], F_SETFL, flags[i] | O_NONBLOCK);
+  }
+  const auto deadline = clock::now() + overall;
+  auto last_progress = clock::now();
+  std::vector<bool> done(fds.size(), pattern.empty());
+  // Bounded by `overall` (and each peer by `max_bytes`).
+  for (;;) {
+    std::vector<pollfd> pfds;
+    std::vector<std::size_t> who;
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (done[i]) continue;
+      pfds.push_back({fds[i], POLLOUT, 0});
+      who.push_back(i);
+    }
+    if (pfds.empty()) break;
+    const auto now = clock::now();
+    if (now >= deadline || now - last_progress >= stall) {
+      for (std::size_t i : who) out[i].end = now >= deadline ? flood_end::deadline
+                                                             : flood_end::stalled;
+      break;
+    }
+    const int n = ::poll(pfds.data(), pfds.size(), 50);
+    if (n < 0 && errno != EINTR) break;
+    for (std::size_t k = 0; k < pfds.size() && n > 0; ++k) {
+      if (pfds[k].revents == 0) continue;
+      const std::size_t i = who[k];
+      // A few sends per wakeup, so one peer does not starve the others.
+      for (int round = 0; round < 16 && !done[i]; ++round) {
+        const std::size_t want =
+            std::min(pattern.size() - offset[i], max_bytes - out[i].sent);
+        const ssize_t r = ::send(fds[i], pattern.data() + offset[i], want, MSG_NOSIGNAL);
+        if (r < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+          out[i].end = flood_end::cut;
+          out[i].error = errno;
+          done[i] = true;
+          break;
+        }
+        out[i].sent += static_cast<std::size_t>(r);
+        offset[i] = (offset[i] + static_cast<std::size_t>(r)) % pattern.size();
+        last_progress = clock::now();
+        if (out[i].sent >= max_bytes) {
+          out[i].end = flood_end::limit;
+          done[i] = true;
+        }
+      }
+      if (!done[i] && (pfds[k].revents & (POLLERR | POLLHUP)) != 0) {
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        ::getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &soerr, &len);
+        out[i].end = flood_end::cut;
+        out[i].error = soerr;
+        done[i] = true;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < fds.size(); ++i) ::fcntl(fds[i], F_SETFL, flags[i]);
+  return out;
+}
+
+/// `n` copies of `unit` (one request, or one frame), as a pattern for `flood`.
+inline std::string repeated(std::string_view unit, std::size_t n) {
+  std::string s;
+  s.reserve(unit.size() * n);
+  for (std::size_t i = 0; i < n; ++i) s.append(unit);
+  return s;
+}
+
+}  // namespace atl::test
