@@ -128,6 +128,25 @@ inline std::vector<flood_result> flood(std::span<const int> fds, std::string_vie
   return out;
 }
 
+/// Sends `pattern` (cyclically) without blocking until the kernel takes no more: the peer's
+/// send buffer and the server's receive buffer are then full. Returns the bytes sent. For a
+/// server that does not read (or has not accepted the connection yet). A later `flood` starts
+/// at the pattern's beginning again: use a pattern of identical bytes when that matters.
+inline std::size_t fill_socket_buffers(int fd, std::string_view pattern,
+                                       std::size_t max_bytes = 64 * 1024 * 1024) {
+  std::size_t sent = 0;
+  while (sent < max_bytes && !pattern.empty()) {
+    const std::size_t at = sent % pattern.size();
+    const ssize_t r = ::send(fd, pattern.data() + at, std::min(pattern.size() - at,
+                                                               max_bytes - sent),
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    sent += static_cast<std::size_t>(r);
+  }
+  return sent;
+}
+
 /// `n` copies of `unit` (one request, or one frame), as a pattern for `flood`.
 inline std::string repeated(std::string_view unit, std::size_t n) {
   std::string s;
