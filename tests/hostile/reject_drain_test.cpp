@@ -5,8 +5,8 @@
 // a client of another listener on the same io thread is served.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -66,12 +66,12 @@ TEST(hostile_reject, refused_clients_that_stream_are_cut_off_after_a_bounded_num
   std::vector<std::shared_ptr<io_thread_gate>> gates;
   for (int r = 0; r < rounds; ++r) gates.push_back(std::make_shared<io_thread_gate>());
   auto next_gate = std::make_shared<std::atomic<int>>(0);
-  const auto gated = s.add_listener(
-      atl::test::loopback_listener(),
-      [gates, next_gate](atl::connection&) -> std::unique_ptr<atl::handler> {
-        return std::make_unique<gate_handler>(gates.at(static_cast<std::size_t>(
-            next_gate->fetch_add(1) % rounds)));
-      });
+  const auto gated =
+      s.add_listener(atl::test::loopback_listener(),
+                     [gates, next_gate](atl::connection&) -> std::unique_ptr<atl::handler> {
+                       return std::make_unique<gate_handler>(
+                           gates.at(static_cast<std::size_t>(next_gate->fetch_add(1) % rounds)));
+                     });
   s.start();
 
   // The one slot is taken.
@@ -95,8 +95,7 @@ TEST(hostile_reject, refused_clients_that_stream_are_cut_off_after_a_bounded_num
       prefilled.push_back(atl::test::fill_socket_buffers(fds.back(), pattern));
     }
     std::vector<flood_result> results;
-    std::thread attack(
-        [&] { results = atl::test::flood(fds, pattern, attacker_cap, 5s, 20s); });
+    std::thread attack([&] { results = atl::test::flood(fds, pattern, attacker_cap, 5s, 20s); });
     gates[static_cast<std::size_t>(round)]->released.set(true);
 
     // Meanwhile, a client of the other listener on the same io thread.
@@ -105,10 +104,9 @@ TEST(hostile_reject, refused_clients_that_stream_are_cut_off_after_a_bounded_num
     attack.join();
 
     for (std::size_t i = 0; i < results.size(); ++i) {
-      SCOPED_TRACE("refused peer " + std::to_string(i) + ": " +
-                   std::to_string(prefilled[i]) + " bytes before its accept, then " +
-                   std::to_string(results[i].sent) + " (" + atl::test::to_string(results[i].end) +
-                   ")");
+      SCOPED_TRACE("refused peer " + std::to_string(i) + ": " + std::to_string(prefilled[i]) +
+                   " bytes before its accept, then " + std::to_string(results[i].sent) + " (" +
+                   atl::test::to_string(results[i].end) + ")");
       EXPECT_EQ(results[i].end, flood_end::cut);
       EXPECT_LE(prefilled[i] + results[i].sent, cut_off_bound);
     }

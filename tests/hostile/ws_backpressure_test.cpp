@@ -5,11 +5,10 @@
 // allowed message must go out (defect 6), and a WebSocket session dropped for accumulating
 // a backlog tells its peer why with a close frame 1008 (defect 6). Every test has one io
 // thread, so the well-behaved client at the end shares it with the attacker.
-#include <atoll/ws/session.hpp>
-
 #include <gtest/gtest.h>
 
 #include <asio/steady_timer.hpp>
+#include <atoll/ws/session.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -107,8 +106,7 @@ void send_from_outside_a_callback_trips_the_limit(const char* command) {
   auto probe = std::make_shared<atl::test::probe>();
   atl::server s(atl::test::threads(1));
   const auto id = s.add_listener(
-      small_buffer_listener(),
-      atl::test::make_factory<filling_handler>(probe, small_write_buffer));
+      small_buffer_listener(), atl::test::make_factory<filling_handler>(probe, small_write_buffer));
   s.start();
 
   auto attacker = client::connect(s.local_endpoint(id));
@@ -151,8 +149,8 @@ TEST(hostile_backpressure, one_allowed_16_mib_message_is_echoed_intact_with_the_
   const std::string big = atl::test::pattern_payload(16 * 1024 * 1024, 16);
   ASSERT_TRUE(c.send_binary(big));
   const ws_event ev = c.next_data(60s);
-  ASSERT_EQ(ev.kind, ws::read_kind::message) << "eof " << ev.eof << ", code "
-                                             << static_cast<int>(ev.code);
+  ASSERT_EQ(ev.kind, ws::read_kind::message)
+      << "eof " << ev.eof << ", code " << static_cast<int>(ev.code);
   EXPECT_EQ(ev.payload.size(), big.size());
   EXPECT_EQ(atl::test::first_mismatch(ev.payload, big), std::string::npos);
   EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "support/test_client.hpp"
@@ -32,10 +33,14 @@ enum class flood_end {
 
 inline const char* to_string(flood_end e) {
   switch (e) {
-    case flood_end::cut: return "cut";
-    case flood_end::limit: return "limit";
-    case flood_end::stalled: return "stalled";
-    case flood_end::deadline: return "deadline";
+    case flood_end::cut:
+      return "cut";
+    case flood_end::limit:
+      return "limit";
+    case flood_end::stalled:
+      return "stalled";
+    case flood_end::deadline:
+      return "deadline";
   }
   return "?";
 }
@@ -62,7 +67,8 @@ inline void shrink_socket_buffers(int fd, int sndbuf, int rcvbuf) {
 inline std::vector<flood_result> flood(std::span<const int> fds, std::string_view pattern,
                                        std::size_t max_bytes,
                                        std::chrono::milliseconds stall = std::chrono::seconds{1},
-                                       std::chrono::milliseconds overall = std::chrono::seconds{20}) {
+                                       std::chrono::milliseconds overall = std::chrono::seconds{
+                                           20}) {
   std::vector<flood_result> out(fds.size());
   std::vector<std::size_t> offset(fds.size(), 0);
   std::vector<int> flags(fds.size());
@@ -85,8 +91,8 @@ inline std::vector<flood_result> flood(std::span<const int> fds, std::string_vie
     if (pfds.empty()) break;
     const auto now = clock::now();
     if (now >= deadline || now - last_progress >= stall) {
-      for (std::size_t i : who) out[i].end = now >= deadline ? flood_end::deadline
-                                                             : flood_end::stalled;
+      for (std::size_t i : who)
+        out[i].end = now >= deadline ? flood_end::deadline : flood_end::stalled;
       break;
     }
     const int n = ::poll(pfds.data(), pfds.size(), 50);
@@ -96,8 +102,7 @@ inline std::vector<flood_result> flood(std::span<const int> fds, std::string_vie
       const std::size_t i = who[k];
       // A few sends per wakeup, so one peer does not starve the others.
       for (int round = 0; round < 16 && !done[i]; ++round) {
-        const std::size_t want =
-            std::min(pattern.size() - offset[i], max_bytes - out[i].sent);
+        const std::size_t want = std::min(pattern.size() - offset[i], max_bytes - out[i].sent);
         const ssize_t r = ::send(fds[i], pattern.data() + offset[i], want, MSG_NOSIGNAL);
         if (r < 0) {
           if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
@@ -137,14 +142,35 @@ inline std::size_t fill_socket_buffers(int fd, std::string_view pattern,
   std::size_t sent = 0;
   while (sent < max_bytes && !pattern.empty()) {
     const std::size_t at = sent % pattern.size();
-    const ssize_t r = ::send(fd, pattern.data() + at, std::min(pattern.size() - at,
-                                                               max_bytes - sent),
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t r =
+        ::send(fd, pattern.data() + at, std::min(pattern.size() - at, max_bytes - sent),
+               MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     sent += static_cast<std::size_t>(r);
   }
   return sent;
+}
+
+/// Waits until `count()` (e.g. the server's bytes_in_total) has not changed for `quiet`, i.e.
+/// the server has taken in what the attackers sent, or stopped taking it; at most `overall`.
+/// Returns the final count. A "settled" guess only bounds the wait: a server that is slow
+/// but still working shows up as a larger count, never as a failure of this wait.
+template <class Count>
+auto wait_settled(Count count, std::chrono::milliseconds quiet = std::chrono::seconds{1},
+                  std::chrono::milliseconds overall = std::chrono::seconds{20}) {
+  const auto deadline = clock::now() + overall;
+  auto last = count();
+  auto changed = clock::now();
+  while (clock::now() < deadline && clock::now() - changed < quiet) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    const auto now = count();
+    if (now != last) {
+      last = now;
+      changed = clock::now();
+    }
+  }
+  return last;
 }
 
 /// `n` copies of `unit` (one request, or one frame), as a pattern for `flood`.

@@ -6,7 +6,6 @@
 // size, and a well-behaved round trip.
 
 #include <atoll/ws/session.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -55,8 +54,7 @@ class ws_echo_handler final : public ws::handler {
       const std::size_t room = limit - queued;
       // A payload of 126+ bytes has a 4-byte header, up to 125 a 2-byte one.
       const std::size_t n = room >= 130 ? std::min<std::size_t>(1000, room - 4) : room - 2;
-      if (s.send_binary(bytes_of(std::string_view(payload).substr(0, n))) ==
-          send_result::dropped)
+      if (s.send_binary(bytes_of(std::string_view(payload).substr(0, n))) == send_result::dropped)
         return;
     }
     ++j_->fills;
@@ -104,15 +102,16 @@ inline std::string ws_round_trip(const atl::endpoint& ep,
   if (!c.send_text(msg)) return "send failed";
   const ws_event ev = c.next_data(timeout);
   if (ev.kind != ws::read_kind::message || ev.payload != msg)
-    return "no echo (kind " + std::to_string(static_cast<int>(ev.kind)) +
-           (ev.eof ? ", eof" : "") + ")";
+    return "no echo (kind " + std::to_string(static_cast<int>(ev.kind)) + (ev.eof ? ", eof" : "") +
+           ")";
   return {};
 }
 
 /// Reads everything the server sends until it closes TCP, the first close frame, or `timeout`;
 /// the close frame's event (kind `close`), else an event with `eof` or a timeout.
 inline ws_event read_until_close_frame(ws_client& c,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
+                                       std::chrono::milliseconds timeout = std::chrono::seconds{
+                                           10}) {
   const auto deadline = clock::now() + timeout;
   // Bounded by the deadline: every turn consumes one event or waits for bytes.
   for (;;) {
