@@ -173,6 +173,35 @@ auto wait_settled(Count count, std::chrono::milliseconds quiet = std::chrono::se
   return last;
 }
 
+/// How a slow-loris peer ended.
+struct loris_result {
+  std::size_t sent = 0;  ///< bytes sent before the server closed (or all of them)
+  bool closed = false;   ///< the server closed the connection (EOF, reset, failed send)
+};
+
+/// A slow-loris peer: sends `bytes` one byte per `tick`, watching for the server's close
+/// between bytes (what the server sends meanwhile, e.g. a TLS alert, is discarded). Ends when
+/// the server closes or every byte was sent: bounded by `bytes.size()` ticks. The pacing is
+/// the attack itself, not a synchronisation.
+inline loris_result slow_loris(client& c, std::string_view bytes,
+                               std::chrono::milliseconds tick = std::chrono::milliseconds{20}) {
+  loris_result r;
+  for (char byte : bytes) {
+    if (!c.send(std::string_view(&byte, 1))) {
+      r.closed = true;
+      return r;
+    }
+    ++r.sent;
+    std::string sink;
+    const outcome o = c.read_some(sink, tick);
+    if (o == outcome::eof || o == outcome::reset || o == outcome::error) {
+      r.closed = true;
+      return r;
+    }
+  }
+  return r;
+}
+
 /// `n` copies of `unit` (one request, or one frame), as a pattern for `flood`.
 inline std::string repeated(std::string_view unit, std::size_t n) {
   std::string s;
