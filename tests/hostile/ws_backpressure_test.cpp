@@ -52,8 +52,10 @@ TEST(hostile_backpressure, keepalive_ping_that_trips_max_write_buffer_does_not_c
   auto attacker = ws_client::open(srv.ep());
   ASSERT_EQ(attacker.status, 101u) << attacker.response;
   atl::test::shrink_socket_buffers(attacker.socket().fd(), 0, 4096);
-  // The server fills its queue to the limit; the next keepalive ping (a 2-byte frame, sent
-  // from the session's timer) pushes it past. The attacker never reads.
+  // The server fills its queue to the limit; the next keepalive pings (2-byte frames, sent
+  // from the session's timer) trip it: the first one when the limit applies to the queue
+  // after a send (the original rule), the second when it applies to the queue before a send.
+  // The attacker never reads.
   ASSERT_TRUE(attacker.send_text("fill:" + std::to_string(small_write_buffer)));
   ASSERT_TRUE(wait_until([&] { return srv.journal->fills.load() == 1; }, 10s));
   EXPECT_TRUE(wait_until([&] { return srv.journal->closes.load() == 1; }, 10s))
@@ -88,11 +90,13 @@ class filling_handler : public atl::test::echo_handler {
   }
 
  private:
-  // Brings the write queue to exactly `limit_` bytes (the kernel takes what it can first).
+  // Brings the write queue to `limit_` + 1 bytes (the kernel takes what it can first): the
+  // last send is allowed, since what was queued before it did not exceed the limit; the next
+  // send, from outside the callback, finds the queue over the limit and drops the connection.
   void fill(atl::connection& c) {
     static const std::string chunk(4096, 'w');
-    for (int i = 0; i < 1'000'000 && c.buffered_amount() < limit_; ++i) {
-      const std::size_t n = std::min(chunk.size(), limit_ - c.buffered_amount());
+    for (int i = 0; i < 1'000'000 && c.buffered_amount() <= limit_; ++i) {
+      const std::size_t n = std::min(chunk.size(), limit_ + 1 - c.buffered_amount());
       if (c.send(std::string_view(chunk).substr(0, n)) == atl::send_result::dropped) return;
     }
     if (probe_) probe_->note("filled");
@@ -171,12 +175,14 @@ TEST(hostile_backpressure, a_session_dropped_for_backpressure_gets_a_close_frame
   ASSERT_EQ(c.status, 101u) << c.response;
   // 64 × 16 KiB = 1 MiB sent at once: far past the 256 KiB limit.
   ASSERT_TRUE(c.send_text("flood:64"));
-  ASSERT_TRUE(wait_until([&] { return srv.journal->closes.load() == 1; }, 10s))
-      << "the session was not dropped";
+  // The client reads only now: the session (and on_close) ends once the close frame is out.
   const ws_event ev = atl::test::read_until_close_frame(c, 10s);
   ASSERT_EQ(ev.kind, ws::read_kind::close) << "no close frame (eof " << ev.eof << ")";
   EXPECT_EQ(ev.code, ws::close_code::policy_violation);
   EXPECT_FALSE(ev.reason.empty());
+  EXPECT_TRUE(c.wait_eof(10s));
+  EXPECT_TRUE(wait_until([&] { return srv.journal->closes.load() == 1; }, 10s))
+      << "the session did not end";
   EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
 }
 

@@ -30,7 +30,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace ws = atl::ws;
 using atl::test::client;
-using atl::test::flood_result;
 using atl::test::ws_client;
 using atl::test::ws_echo_server;
 
@@ -53,12 +52,6 @@ std::string ping_frames(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     writer.write_control(ws::opcode::ping, atl::test::bytes_of(payload), out);
   return {reinterpret_cast<const char*>(out.data()), out.size()};
-}
-
-std::string describe(const std::vector<flood_result>& results) {
-  std::size_t total = 0;
-  for (const auto& r : results) total += r.sent;
-  return std::to_string(results.size()) + " attackers sent " + std::to_string(total) + " bytes";
 }
 
 // Waits until the server has read what it will read of the attack; its bytes_in_total.
@@ -88,8 +81,8 @@ TEST(hostile_ping_flood, pings_from_peers_that_never_read_pin_bounded_memory_per
   const std::size_t after = atl::test::heap_in_use();
 
   EXPECT_LE(atl::test::growth_per(before, after, attackers), per_attacker_bound)
-      << describe(results) << ", the server read " << read << "; heap " << before << " -> "
-      << after;
+      << atl::test::describe(results) << ", the server read " << read << "; heap " << before
+      << " -> " << after;
   EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
   EXPECT_EQ(srv.journal->closes.load(), 1) << "only the first well-behaved client has left";
 }
@@ -119,8 +112,8 @@ TEST(hostile_ping_flood, pipelined_http_requests_to_the_fallback_pin_bounded_mem
   const std::size_t after = atl::test::heap_in_use();
 
   EXPECT_LE(atl::test::growth_per(before, after, attackers), per_attacker_bound)
-      << describe(results) << ", the server read " << read << "; heap " << before << " -> "
-      << after;
+      << atl::test::describe(results) << ", the server read " << read << "; heap " << before
+      << " -> " << after;
   EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
 }
 

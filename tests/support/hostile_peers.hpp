@@ -51,6 +51,23 @@ struct flood_result {
   int error = 0;  ///< errno of the failed send when `cut`
 };
 
+/// "N peers sent B bytes (cut 2, limit 8)": for failure messages.
+inline std::string describe(const std::vector<flood_result>& results) {
+  std::size_t total = 0;
+  std::size_t by_end[4] = {};
+  for (const auto& r : results) {
+    total += r.sent;
+    ++by_end[static_cast<int>(r.end)];
+  }
+  std::string s =
+      std::to_string(results.size()) + " peers sent " + std::to_string(total) + " bytes (";
+  for (int e = 0; e < 4; ++e) {
+    s += std::string(e ? ", " : "") + to_string(static_cast<flood_end>(e)) + " " +
+         std::to_string(by_end[e]);
+  }
+  return s + ")";
+}
+
 /// Shrinks a socket's kernel buffers (SO_SNDBUF/SO_RCVBUF; 0 leaves one as it is), so that
 /// what a peer sends reaches the server's user space instead of waiting in the kernel, and
 /// memory measured in the server is not hidden in socket buffers.

@@ -27,8 +27,9 @@ struct ws_echo_journal {
 
 /// Echoes text and binary messages. Two text commands instead:
 ///   "fill:N"  sends binary messages until the connection's write queue holds exactly N bytes
-///             (or N-1: one byte short of what a 2-byte frame needs), so that the next frame
-///             queued — e.g. a keepalive ping — pushes the queue past `max_write_buffer` = N;
+///             (or N-1: one byte short of what a 2-byte frame needs): with
+///             `max_write_buffer` = N the next frame queued (e.g. a keepalive ping) takes the
+///             queue past the limit, and the one after it finds the queue over the limit;
 ///   "flood:N" sends N binary messages of 16 KiB at once, whatever the queue holds (until a
 ///             send is dropped): accumulation, for a peer that reads slower than that.
 class ws_echo_handler final : public ws::handler {
