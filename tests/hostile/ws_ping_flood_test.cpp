@@ -54,10 +54,20 @@ std::string ping_frames(std::size_t n) {
   return {reinterpret_cast<const char*>(out.data()), out.size()};
 }
 
-// Waits until the server has read what it will read of the attack; its bytes_in_total.
-std::uint64_t settle(const ws_echo_server& srv) {
-  return atl::test::wait_settled(
+// The attack: the peers `fds` flood `pattern` (up to `per_peer` bytes each), then the server
+// settles (reads what it will read of it); the heap must have grown by at most
+// `per_attacker_bound` per peer, and a well-behaved client must be served.
+void expect_bounded_growth(const ws_echo_server& srv, const std::vector<int>& fds,
+                           const std::string& pattern, std::size_t per_peer) {
+  const std::size_t before = atl::test::heap_in_use();
+  const auto results = atl::test::flood(fds, pattern, per_peer, 1s, 30s);
+  const auto read = atl::test::wait_settled(
       [&] { return srv.server.stats().listeners.at(srv.id).bytes_in_total; });
+  const std::size_t after = atl::test::heap_in_use();
+  EXPECT_LE(atl::test::growth_per(before, after, fds.size()), per_attacker_bound)
+      << atl::test::describe(results) << ", the server read " << read << "; heap " << before
+      << " -> " << after;
+  EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
 }
 
 TEST(hostile_ping_flood, pings_from_peers_that_never_read_pin_bounded_memory_per_peer) {
@@ -74,16 +84,7 @@ TEST(hostile_ping_flood, pings_from_peers_that_never_read_pin_bounded_memory_per
     fds.push_back(peers.back().socket().fd());
   }
   ASSERT_EQ(atl::test::ws_round_trip(srv.ep()), "");
-  const std::size_t before = atl::test::heap_in_use();
-
-  const auto results = atl::test::flood(fds, ping_frames(512), per_peer, 1s, 30s);
-  const auto read = settle(srv);
-  const std::size_t after = atl::test::heap_in_use();
-
-  EXPECT_LE(atl::test::growth_per(before, after, attackers), per_attacker_bound)
-      << atl::test::describe(results) << ", the server read " << read << "; heap " << before
-      << " -> " << after;
-  EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
+  expect_bounded_growth(srv, fds, ping_frames(512), per_peer);
   EXPECT_EQ(srv.journal->closes.load(), 1) << "only the first well-behaved client has left";
 }
 
@@ -104,17 +105,8 @@ TEST(hostile_ping_flood, pipelined_http_requests_to_the_fallback_pin_bounded_mem
     atl::test::shrink_socket_buffers(peers.back().fd(), 0, 4096);
     fds.push_back(peers.back().fd());
   }
-  const std::size_t before = atl::test::heap_in_use();
-  const auto results =
-      atl::test::flood(fds, atl::test::repeated("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 256),
-                       per_peer, 1s, 30s);
-  const auto read = settle(srv);
-  const std::size_t after = atl::test::heap_in_use();
-
-  EXPECT_LE(atl::test::growth_per(before, after, attackers), per_attacker_bound)
-      << atl::test::describe(results) << ", the server read " << read << "; heap " << before
-      << " -> " << after;
-  EXPECT_EQ(atl::test::ws_round_trip(srv.ep()), "");
+  expect_bounded_growth(
+      srv, fds, atl::test::repeated("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 256), per_peer);
 }
 
 }  // namespace
