@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -107,6 +108,8 @@ TEST(hostile_reject, refused_clients_that_stream_are_cut_off_after_a_bounded_num
       SCOPED_TRACE("refused peer " + std::to_string(i) + ": " + std::to_string(prefilled[i]) +
                    " bytes before its accept, then " + std::to_string(results[i].sent) + " (" +
                    atl::test::to_string(results[i].end) + ")");
+      std::printf("[ measured ] refused peer: %zu bytes before its accept, then %zu (%s)\n",
+                  prefilled[i], results[i].sent, atl::test::to_string(results[i].end));
       EXPECT_EQ(results[i].end, flood_end::cut);
       EXPECT_LE(prefilled[i] + results[i].sent, cut_off_bound);
     }

@@ -16,6 +16,7 @@
 
 #include <atoll/ws/session.hpp>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ void expect_bounded_growth(const ws_echo_server& srv, const std::vector<int>& fd
   const auto read = atl::test::wait_settled(
       [&] { return srv.server.stats().listeners.at(srv.id).bytes_in_total; });
   const std::size_t after = atl::test::heap_in_use();
+  std::printf("[ measured ] heap growth per peer %zu bytes; %s\n",
+              atl::test::growth_per(before, after, fds.size()),
+              atl::test::describe(results).c_str());
   EXPECT_LE(atl::test::growth_per(before, after, fds.size()), per_attacker_bound)
       << atl::test::describe(results) << ", the server read " << read << "; heap " << before
       << " -> " << after;

@@ -18,9 +18,15 @@
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define ATOLL_TEST_SANITIZER_HEAP 1
 #endif
+#if __has_feature(thread_sanitizer)
+#define ATOLL_TEST_THREAD_SANITIZER 1
+#endif
 #endif
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ATOLL_TEST_SANITIZER_HEAP 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define ATOLL_TEST_THREAD_SANITIZER 1
 #endif
 #ifdef ATOLL_TEST_SANITIZER_HEAP
 #include <sanitizer/allocator_interface.h>
@@ -50,6 +56,16 @@ inline std::size_t heap_in_use() {
   return m.uordblks + m.hblkhd;
 #endif
 }
+
+/// How much more resident memory the same heap costs in this build: ThreadSanitizer keeps
+/// shadow memory of about 4x every byte the program touches (plus its metadata), so a bound
+/// on a child server's RSS growth (the examples are built the same way) is multiplied by this.
+/// AddressSanitizer's shadow (1/8) and redzones fit in the bounds' headroom.
+#ifdef ATOLL_TEST_THREAD_SANITIZER
+inline constexpr std::size_t rss_overhead_factor = 6;
+#else
+inline constexpr std::size_t rss_overhead_factor = 1;
+#endif
 
 /// Growth from `before` to `after` (0 when it shrank), divided by `n` (per attacker).
 inline std::size_t growth_per(std::size_t before, std::size_t after, std::size_t n) {
