@@ -30,14 +30,9 @@ using atl::test::ws_event;
 
 constexpr std::size_t small_write_buffer = 64 * 1024;
 
-// A listener whose connections have a 64 KiB write limit and a small kernel send buffer, so
-// a peer that does not read fills the user-space queue after a few KiB.
+// Connections with a 64 KiB write limit: a peer that does not read fills it after a few KiB.
 atl::listener_config small_buffer_listener() {
-  auto l = atl::test::loopback_listener();
-  l.max_write_buffer = small_write_buffer;
-  l.write_low_water = 16 * 1024;
-  l.socket.send_buffer_size = 4096;
-  return l;
+  return atl::test::unread_answers_listener(small_write_buffer, 16 * 1024);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,10 +161,7 @@ TEST(hostile_backpressure, one_allowed_16_mib_message_is_echoed_intact_with_the_
 TEST(hostile_backpressure, a_session_dropped_for_backpressure_gets_a_close_frame_1008) {
   ws::options opts;
   opts.close_timeout = 2s;
-  auto listener = small_buffer_listener();
-  listener.max_write_buffer = 256 * 1024;
-  listener.write_low_water = 64 * 1024;
-  ws_echo_server srv(opts, listener);
+  ws_echo_server srv(opts, atl::test::unread_answers_listener(256 * 1024));
 
   auto c = ws_client::open(srv.ep());
   ASSERT_EQ(c.status, 101u) << c.response;

@@ -36,13 +36,10 @@ using atl::test::ws_echo_server;
 
 constexpr std::size_t per_attacker_bound = 256 * 1024;
 
-// A listener whose write limit is out of the way (64 MiB): what is measured is what the
-// server holds before any limit would drop a connection.
+// The write limit is out of the way (64 MiB): what is measured is what the server holds
+// before any limit would drop a connection.
 atl::listener_config attacked_listener() {
-  auto l = atl::test::loopback_listener();
-  l.max_write_buffer = 64 * 1024 * 1024;
-  l.socket.send_buffer_size = 4096;
-  return l;
+  return atl::test::unread_answers_listener(64 * 1024 * 1024);
 }
 
 // Masked client ping frames with 125-byte payloads (the largest a control frame may carry).

@@ -18,6 +18,18 @@
 
 namespace atl::test {
 
+/// A loopback listener for attacks by peers that do not read: the given write limit and
+/// low-water mark, and a small kernel send buffer (4 KiB), so what the server answers lands in
+/// its user-space queue after a few KiB instead of waiting in the kernel.
+inline atl::listener_config unread_answers_listener(std::size_t max_write_buffer,
+                                                    std::size_t write_low_water = 64 * 1024) {
+  auto l = loopback_listener();
+  l.max_write_buffer = max_write_buffer;
+  l.write_low_water = write_low_water;
+  l.socket.send_buffer_size = 4096;
+  return l;
+}
+
 /// What the server's sessions saw.
 struct ws_echo_journal {
   std::atomic<int> opens{0};
