@@ -89,7 +89,9 @@ TEST(hostile_slow_loris, a_tls_client_hello_one_byte_per_tick_is_closed_at_the_h
   const auto id = s.add_listener(l, atl::test::echo_factory());
   s.start();
   slow_loris_is_closed_and_others_served(s, id, endless_client_hello(), [&] {
-    auto good = atl::test::tls_client::connect(s.local_endpoint(id), {.timeout = 10s});
+    atl::test::tls_client_options options;
+    options.timeout = 10s;
+    auto good = atl::test::tls_client::connect(s.local_endpoint(id), options);
     return good.ok() && good.echo("well-behaved", 10s);
   });
 }
