@@ -1,7 +1,7 @@
 // Unit tests of the PROXY protocol parser and builders (HAProxy proxy-protocol.txt): the spec's
 // v1 and v2 examples, every TLV type, CRC32C, every truncation point, every malformed case,
 // mode mismatches, round trips through build_v1/build_v2 (no sockets), the TLV caps and the
-// memory a parsed header keeps (counted by the replacement operator new below).
+// memory a parsed header keeps (the live heap, as tests/support/process_memory.hpp counts it).
 #include "atoll/proxy_protocol.hpp"
 
 #include <arpa/inet.h>
@@ -24,26 +24,7 @@
 #include <vector>
 
 #include "support/endpoints.hpp"
-
-// Heap bytes held by this test process, as the allocator sizes the blocks. Replacing the
-// global operator new/delete (this executable only) measures what a parsed header really
-// keeps, whatever its type looks like inside.
-namespace {
-std::atomic<std::size_t> live_heap_bytes{0};
-}  // namespace
-
-void* operator new(std::size_t size) {
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) throw std::bad_alloc();
-  live_heap_bytes += ::malloc_usable_size(p);
-  return p;
-}
-void operator delete(void* p) noexcept {
-  if (p == nullptr) return;
-  live_heap_bytes -= ::malloc_usable_size(p);
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept { ::operator delete(p); }
+#include "support/process_memory.hpp"
 
 namespace {
 
@@ -583,13 +564,13 @@ const bytes inet_block = raw({10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0x01, 0xBB})
 // header is gone (what a connection keeps for its life), plus the header object itself.
 std::size_t retained_after_parse(const bytes& data, const proxy::tlv_limits& limits = {}) {
   std::optional<proxy::header> kept;
-  const std::size_t before = live_heap_bytes;
+  const std::size_t before = atl::test::heap_in_use();
   {
     auto r = proxy::parse(data, proxy_protocol_mode::v2, limits);
     EXPECT_EQ(r.status, proxy::status::complete) << r.error;
     kept = std::move(r.hdr);
   }
-  return live_heap_bytes - before + sizeof(proxy::header);
+  return atl::test::heap_in_use() - before + sizeof(proxy::header);
 }
 
 // "A small constant" over the header's own bytes: the header object and allocator slack.
