@@ -303,8 +303,7 @@ class good_client final : public pollable {
     for (;;) {
       const std::size_t size = wire_.reply_size ? wire_.reply_size : http_response_size(in_);
       if (size == 0 || in_.size() < size || outstanding_.empty()) break;
-      // Fixed-size replies are counted without copying much: drop whole replies at once.
-      in_.erase(0, size);
+      in_.erase(0, size);  // at 1 kHz a read holds a reply or two: the copy is cheap
       const request r = outstanding_.front();
       outstanding_.pop_front();
       if (r.phase != warmup) hist[r.phase].record(now - r.at);
