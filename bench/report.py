@@ -618,9 +618,10 @@ plot """ + ", \\\n     ".join(series) + "\n",
           "attack, then for S seconds while the attackers run. Every server runs one io thread, "
           "so the client shares the thread the attack loads. The client paces its requests "
           "(open loop) so that a stall counts for every request it delays; requests still "
-          "unanswered when a phase ends count with their age then. Server CPU: exact on-CPU "
-          "time over the attack, less what the client's own requests cost in the baseline; per "
-          "MiB of attack input the server took in (written by the attackers, less what was still "
+          "unanswered when a phase ends count with their age then. Server CPU %: exact on-CPU "
+          "time over the attack, all of it (the client's own requests, ~10 % of a CPU at 1 kHz "
+          "with a wake-up each, included). CPU s per MiB: that time less what the client's "
+          "requests cost in the baseline, per MiB of attack input the server took in (written by the attackers, less what was still "
           "in kernel buffers at the end). RSS growth: peak VmRSS during the attack minus VmRSS "
           "before it, per attacking connection. Medians over rounds.")
         w("")
