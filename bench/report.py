@@ -2,15 +2,21 @@
 """Turns the raw results of bench/run into bench/RESULTS.md and gnuplot PNGs.
 
     python3 bench/report.py RESULTS_DIR OUT.md PLOTS_DIR
+    python3 bench/report.py --attacks-only RESULTS_DIR OUT.md
 
 RESULTS_DIR holds machine.env and the JSON lines written by bench/run (echo.jsonl, ws.jsonl,
-churn.jsonl, idle.jsonl, overload.jsonl, micro.json). Medians over rounds; ratios are
+churn.jsonl, idle.jsonl, overload.jsonl, attack.jsonl, micro.json). --attacks-only replaces
+just the "## Attacks" section of OUT.md (bench/run --only attack), or writes a document with
+only that section if OUT.md does not exist. The Attacks section also shows the reference run
+kept in bench/attacks-before/ (machine.env + attack.jsonl of the same scenarios before the
+fixes of issue 9) when it is there. Medians over rounds; ratios are
 atoll / bare Asio, and for WebSocket atoll's WebSocket echo / atoll's raw echo and / Node `ws`.
 bench/profile.md (hand-written: where the CPU goes) is appended if present.
 """
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -47,6 +53,55 @@ def get(d, *keys):
             return None
         d = d[k]
     return d
+
+
+def fmt_bytes(v):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000 * 1024:
+        return f"{v / 1048576:.3g} MiB"
+    if abs(v) >= 1024:
+        return f"{v / 1024:.3g} KiB"
+    return f"{v:.0f} B"
+
+
+# The attack scenarios (atoll-load attack), the server bench/run runs each against, and what
+# the attackers do, in table order.
+ATTACK_SCENARIOS = {
+    "deflate-empty-blocks": "`atoll-ws-echo --deflate`",
+    "ping-flood": "`atoll-ws-echo`",
+    "reject-stream": "`atoll-http-hello --max-connections 1`",
+    "proxy-tlv": "`atoll-echo --proxy-protocol v2`",
+    "slowloris": "`atoll-ws-echo`",
+    "fragments": "`atoll-ws-echo`",
+}
+ATTACK_WHAT = {
+    "deflate-empty-blocks": "negotiate permessage-deflate, then send compressed messages of "
+                            "16,384 empty final DEFLATE blocks (`03 00`) each, as fast as the "
+                            "server takes them",
+    "ping-flood": "send 125-byte pings as fast as the server takes them and never read",
+    "reject-stream": "the client holds the one slot; refused clients connect and write as fast as "
+                     "the socket takes it until closed, then connect again (the server answers "
+                     "503)",
+    "proxy-tlv": "send a 65,551-byte PROXY v2 header of 21,841 empty TLVs, one byte (echoed), "
+                 "then hold the connection",
+    "slowloris": "send the HTTP upgrade request one byte per second",
+    "fragments": "send one message as 1-byte continuation frames, as fast as the server takes "
+                 "them",
+}
+
+
+def replace_section(text, heading, section, before_heading):
+    """`text` with its `heading` section (up to the next "## ") replaced by `section`, or
+    `section` inserted before `before_heading` (or at the end)."""
+    block = "\n".join(section).rstrip() + "\n\n"
+    pattern = re.compile(r"^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text, count=1)
+    at = text.find("\n" + before_heading + "\n")
+    if at >= 0:
+        return text[: at + 1] + block + text[at + 1:]
+    return text.rstrip() + "\n\n" + block
 
 
 def verdict(ok):
@@ -111,6 +166,7 @@ class report:
         self.churn = load_lines(os.path.join(results_dir, "churn.jsonl"))
         self.idle = load_lines(os.path.join(results_dir, "idle.jsonl"))
         self.overload = load_lines(os.path.join(results_dir, "overload.jsonl"))
+        self.attack = load_lines(os.path.join(results_dir, "attack.jsonl"))
         micro_path = os.path.join(results_dir, "micro.json")
         self.micro = json.load(open(micro_path)) if os.path.exists(micro_path) else None
         self.targets = []  # (target, measured, verdict)
@@ -514,6 +570,102 @@ plot """ + ", \\\n     ".join(series) + "\n",
             )
         return lines
 
+    # ---- attacks ------------------------------------------------------------------------
+    def attack_rows(self, records):
+        """The attack table's rows: medians over rounds, one row per scenario."""
+        by = {}
+        for rec in records:
+            by.setdefault(rec["result"]["scenario"], []).append(rec["result"])
+        lines = [
+            "| scenario | server | attackers | client p50 / p99 ms, no attack | client p50 / p99 ms, "
+            "during the attack | unanswered at the end | server CPU % during | server CPU s per MiB "
+            "of attack input | attack input MiB/s | RSS growth per attacker | attackers closed by "
+            "the server | server alive |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for name in ATTACK_SCENARIOS:
+            runs = by.get(name)
+            if not runs:
+                continue
+            ms = lambda phase, p: median([get(r, "client", phase, p) for r in runs])
+            to_ms = lambda v: None if v is None else v / 1000
+            consumed = median([get(r, "attack", "consumed_bytes") for r in runs])
+            per_mib = median([get(r, "server", "cpu_s_per_mib") for r in runs])
+            # A few KiB of input (slow-loris) makes "per MiB" meaningless.
+            per_mib_text = fmt(per_mib) if consumed and consumed >= 64 * 1024 else "n/a (tiny input)"
+            rss = median([get(r, "server", "rss_delta_per_attacker_bytes") for r in runs])
+            alive = all(get(r, "server", "alive") is not False for r in runs)
+            lost = sum(1 for r in runs if get(r, "client", "lost"))
+            lines.append(
+                f"| {name} | {ATTACK_SCENARIOS[name]} | {runs[0].get('attackers')} | "
+                f"{fmt(to_ms(ms('baseline_us', 'p50')))} / {fmt(to_ms(ms('baseline_us', 'p99')))} | "
+                f"{fmt(to_ms(ms('attack_us', 'p50')))} / **{fmt(to_ms(ms('attack_us', 'p99')))}** | "
+                f"{fmt(median([get(r, 'client', 'unanswered') for r in runs]))}"
+                + (f" (client lost in {lost} of {len(runs)})" if lost else "") + " | "
+                f"{fmt(median([get(r, 'server', 'attack_cpu_pct') for r in runs]))} | {per_mib_text} | "
+                f"{fmt(median([get(r, 'attack', 'consumed_mib_per_s') for r in runs]))} | "
+                f"{fmt_bytes(rss)} | "
+                f"{fmt(median([get(r, 'attack', 'closed_by_server') for r in runs]))} | "
+                f"{'yes' if alive else '**no**'} |")
+        return lines
+
+    def attack_section(self):
+        doc = ["## Attacks", ""]
+        w = doc.append
+        w("`atoll-load attack --scenario NAME --duration S` (issue 9): one well-behaved client "
+          "sends a 64 B request every 1 ms on its own connection (echo, WebSocket binary frame, "
+          "or HTTP GET, as the server speaks) and times each reply, first for S seconds without "
+          "attack, then for S seconds while the attackers run. Every server runs one io thread, "
+          "so the client shares the thread the attack loads. The client paces its requests "
+          "(open loop) so that a stall counts for every request it delays; requests still "
+          "unanswered when a phase ends count with their age then. Server CPU %: exact on-CPU "
+          "time over the attack, all of it (the client's own requests, ~10 % of a CPU at 1 kHz "
+          "with a wake-up each, included). CPU s per MiB: that time less what the client's "
+          "requests cost in the baseline, per MiB of attack input the server took in (written by the attackers, less what was still "
+          "in kernel buffers at the end). RSS growth: peak VmRSS during the attack minus VmRSS "
+          "before it, per attacking connection. Medians over rounds.")
+        w("")
+        w("| scenario | what the attackers do |")
+        w("|---|---|")
+        for name, what in ATTACK_WHAT.items():
+            w(f"| {name} | {what} |")
+        w("")
+        if self.attack:
+            e = self.env
+            w(f"This run: commit {e.get('commit')}, {e.get('date')}, `{e.get('command')}`, "
+              f"{e.get('attack_rounds', '?')} round(s) of {e.get('attack_s', '?')} s per phase"
+              + (f"; load average {e.get('loadavg_start')} at the start, CPUs "
+                 f"{e.get('cpu_busy_before_pct')} % busy before measuring" if e.get("loadavg_start") else "")
+              + ".")
+            w("")
+            doc += self.attack_rows(self.attack)
+            w("")
+        else:
+            w("Not part of this run (no `attack.jsonl`).")
+            w("")
+        before_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attacks-before")
+        before = load_lines(os.path.join(before_dir, "attack.jsonl"))
+        if before:
+            env = {}
+            with open(os.path.join(before_dir, "machine.env")) as f:
+                for line in f:
+                    if "=" in line:
+                        k, v = line.rstrip("\n").split("=", 1)
+                        env[k] = v
+            w(f"**Before the fixes, commit {env.get('commit')}** (the reference kept in "
+              f"`bench/attacks-before/`): {env.get('date')}, `{env.get('command')}`, "
+              f"{env.get('attack_rounds', '?')} round(s) of {env.get('attack_s', '?')} s per phase"
+              + (f"; load average {env.get('loadavg_start')} at the start, CPUs "
+                 f"{env.get('cpu_busy_before_pct')} % busy before measuring" if env.get("loadavg_start") else "")
+              + ".")
+            w("")
+            doc += self.attack_rows(before)
+            w("")
+            if env.get("note"):
+                w(f"Note: {env['note']}")
+                w("")
+        return doc
+
     # ---- micro --------------------------------------------------------------------------
     def micro_table(self):
         if not self.micro:
@@ -588,6 +740,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         churn_lines = self.churn_table()
         idle_lines = self.idle_table()
         overload_lines = self.overload_table()
+        attack_lines = self.attack_section()
         micro_lines = self.micro_table()
 
         doc = []
@@ -727,6 +880,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         doc += overload_lines
         w("")
         figure("overload_time_to_outcome.png")
+        doc += attack_lines
         w("## Micro-benchmarks")
         w("")
         w("`bench_core` (Google Benchmark), not pinned (the 2-thread supervisor case runs on "
@@ -750,6 +904,17 @@ plot """ + ", \\\n     ".join(series) + "\n",
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--attacks-only":
+        results_dir, out_md = sys.argv[2:]
+        section = report(results_dir, None, None).attack_section()
+        if os.path.exists(out_md):
+            with open(out_md) as f:
+                text = f.read()
+        else:
+            text = "# atoll benchmark results\n\n"
+        with open(out_md, "w") as f:
+            f.write(replace_section(text, "## Attacks", section, "## Micro-benchmarks"))
+        return 0
     if len(sys.argv) != 4:
         sys.stderr.write(__doc__)
         return 2

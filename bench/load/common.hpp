@@ -55,6 +55,12 @@ struct options {
   std::int64_t queue_sample_ms = 5;
   bool queue_from_proc = false;  // --queue-source proc
   std::int64_t recovery_timeout_ms = 10000;
+  // attack
+  std::string scenario;       // deflate-empty-blocks, ping-flood, ... (mode_attack.cpp)
+  std::size_t attackers = 0;  // attacking connections at once; 0 = the scenario's default
+  double client_rate = 1000;  // the well-behaved client's requests/s; 0 = closed-loop ping-pong
+  double baseline_s = -1;     // its measured window without attack; < 0 = --duration
+  std::string client_wire;    // echo, ws, http or proxy-echo; empty = the scenario's
   bool progress = true;
 };
 
@@ -188,5 +194,8 @@ int run_echo(const options& o, const target& t);
 int run_churn(const options& o, const target& t);
 int run_overload(const options& o, const target& t);
 int run_idle(const options& o, const target& t);
+int run_attack(const options& o, const target& t);
+// Lists the attack scenarios (name and one line each) for --help.
+void print_attack_scenarios();
 
 }  // namespace atoll_load

@@ -29,49 +29,67 @@ inline echo_wire make_raw_wire(std::size_t size) {
   return w;
 }
 
+// A WebSocket upgrade request (RFC 6455 section 4.1) for any path on `host_port`;
+// `extra_headers` (each ending in "\r\n") go before the blank line, e.g. an extension offer.
+inline std::string ws_upgrade_request(const std::string& host_port,
+                                      const std::string& extra_headers = "") {
+  return "GET / HTTP/1.1\r\n"
+         "Host: " +
+         host_port +
+         "\r\n"
+         "Upgrade: websocket\r\n"
+         "Connection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"  // RFC 6455 section 1.3's example
+         "Sec-WebSocket-Version: 13\r\n" +
+         extra_headers + "\r\n";
+}
+
+// Appends one masked client frame (RFC 6455 section 5.2) to `out`: `first` is the first header
+// byte (FIN, RSV1..3 and the opcode, e.g. 0x82 = FIN + binary), then the mask bit with a 7-bit
+// length, or 126 + 16-bit, or 127 + 64-bit length, big-endian, the key and the masked payload.
+// One fixed key for every frame: the server must unmask whatever the key is, and a fixed one
+// lets every frame be prebuilt (the load generator must not be the bottleneck).
+inline void append_ws_frame(std::vector<char>& out, unsigned char first, const char* payload,
+                            std::size_t n) {
+  std::size_t ext = 0;
+  out.push_back(char(first));
+  if (n <= 125) {
+    out.push_back(char(0x80 | n));
+  } else if (n <= 0xffff) {
+    out.push_back(char(0x80 | 126));
+    ext = 2;
+  } else {
+    out.push_back(char(0x80 | 127));
+    ext = 8;
+  }
+  for (std::size_t i = ext; i-- > 0;) out.push_back(char((n >> (8 * i)) & 0xff));
+  const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+  for (unsigned char m : mask) out.push_back(char(m));
+  for (std::size_t i = 0; i < n; ++i) out.push_back(char(payload[i] ^ char(mask[i % 4])));
+}
+
+// The size of the server's (unmasked) frame carrying `n` payload bytes.
+inline std::size_t ws_server_frame_size(std::size_t n) {
+  return 2 + (n <= 125 ? 0 : n <= 0xffff ? 2 : 8) + n;
+}
+
 // ws-echo: the same exchange over WebSocket (RFC 6455). The handshake is a GET upgrade
 // request; every request is one masked binary frame of S payload bytes (a client must mask,
 // section 5.3); the reply is the server's unmasked frame of the same payload.
 inline echo_wire make_ws_wire(std::size_t size, const std::string& host_port) {
   echo_wire w;
   w.name = "ws-echo";
-  w.handshake =
-      "GET / HTTP/1.1\r\n"
-      "Host: " +
-      host_port +
-      "\r\n"
-      "Upgrade: websocket\r\n"
-      "Connection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"  // RFC 6455 section 1.3's example
-      "Sec-WebSocket-Version: 13\r\n"
-      "\r\n";
+  w.handshake = ws_upgrade_request(host_port);
   w.handshake_end = "\r\n\r\n";
   w.handshake_reply_prefix = "HTTP/1.1 101";
   // No extension is offered, so none may be agreed: a server that compressed its replies
   // (permessage-deflate) would not be measured alike, and its frames would not have the size
   // counted on below.
   w.handshake_reply_absent = "sec-websocket-extensions";
-  const std::size_t n = size == 0 ? 1 : size;
-  // Header (section 5.2): FIN + opcode 2 (binary); mask bit + 7-bit length, or 126 + 16-bit,
-  // or 127 + 64-bit length, big-endian.
-  std::size_t ext = 0;
-  w.request.push_back(char(0x82));
-  if (n <= 125) {
-    w.request.push_back(char(0x80 | n));
-  } else if (n <= 0xffff) {
-    w.request.push_back(char(0x80 | 126));
-    ext = 2;
-  } else {
-    w.request.push_back(char(0x80 | 127));
-    ext = 8;
-  }
-  for (std::size_t i = ext; i-- > 0;) w.request.push_back(char((n >> (8 * i)) & 0xff));
-  // One fixed mask for every frame: the server must unmask whatever the key is, and a fixed one
-  // lets every request be prebuilt (the load generator must not be the bottleneck).
-  const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-  for (unsigned char m : mask) w.request.push_back(char(m));
-  for (std::size_t i = 0; i < n; ++i) w.request.push_back(char(('a' + i % 26) ^ mask[i % 4]));
-  w.reply_size = 2 + ext + n;  // the server's frames are not masked
+  std::vector<char> payload(size == 0 ? 1 : size);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + i % 26);
+  append_ws_frame(w.request, 0x82, payload.data(), payload.size());  // FIN + binary
+  w.reply_size = ws_server_frame_size(payload.size());
   return w;
 }
 

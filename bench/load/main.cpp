@@ -7,6 +7,7 @@
 //   atoll-load churn    --port P -c 8 [--server-pid PID]
 //   atoll-load overload --port P --held 100 --extra 50 [--rate R] --health-port H
 //   atoll-load idle     --port P -c 10000 --src-ips 8 --server-pid PID
+//   atoll-load attack   --port P --scenario NAME [--attackers N] --server-pid PID
 //
 // `atoll-load --help` lists every flag.
 
@@ -39,12 +40,15 @@ constexpr mode_entry modes[] = {
     {"overload", run_overload, "held connections + extra clients + health probes; outcomes"},
     {"idle", run_idle, "open N idle connections and hold them; server RSS per connection"},
     {"ws-echo", run_echo, "echo over WebSocket: upgrade, then masked binary frames"},
+    {"attack", run_attack, "a well-behaved client's latency before and during an attack"},
 };
 
 void print_help() {
   const options d;
   std::printf("usage: atoll-load MODE --port N [flags]\n\nmodes:\n");
   for (const auto& m : modes) std::printf("  %-9s %s\n", m.name, m.what);
+  std::printf("\nattack scenarios (--scenario):\n");
+  print_attack_scenarios();
   std::printf(
       "\ncommon flags:\n"
       "  --host ADDR             server address, loopback only (default %s)\n"
@@ -72,12 +76,19 @@ void print_help() {
       "  --held-check-ms MS      echo on every held connection this often (default %lld)\n"
       "  --queue-sample-ms MS    accept-queue sampling period (default %lld)\n"
       "  --queue-source auto|proc  sock_diag netlink (auto) or /proc/net/tcp (default auto)\n"
-      "  --recovery-timeout-ms MS give up waiting for recovery after (default %lld)\n",
+      "  --recovery-timeout-ms MS give up waiting for recovery after (default %lld)\n"
+      "attack (--duration: the attack):\n"
+      "  --scenario NAME         see the list above (required)\n"
+      "  --attackers N           attacking connections at once (default: the scenario's)\n"
+      "  --client-rate R        the well-behaved client's requests/s, paced; 0 = closed-loop\n"
+      "                          ping-pong (default %g)\n"
+      "  --baseline S            its measured window before the attack (default: --duration)\n"
+      "  --client-wire W         echo, ws, http or proxy-echo (default: the scenario's)\n",
       d.host.c_str(), d.duration_s, d.warmup_s, d.connections,
       static_cast<long long>(d.attempt_timeout_ms), d.size, d.inflight, d.held, d.extra,
       static_cast<long long>(d.health_interval_ms), static_cast<long long>(d.health_timeout_ms),
       static_cast<long long>(d.held_check_ms), static_cast<long long>(d.queue_sample_ms),
-      static_cast<long long>(d.recovery_timeout_ms));
+      static_cast<long long>(d.recovery_timeout_ms), d.client_rate);
 }
 
 [[noreturn]] void bad(std::string_view flag, std::string_view value, const char* expected) {
@@ -177,10 +188,22 @@ options parse(int argc, char** argv) {
       o.queue_from_proc = v == "proc";
     } else if (flag == "--recovery-timeout-ms")
       o.recovery_timeout_ms = std::int64_t(integer(flag, v, 1, big));
-    else
+    else if (flag == "--scenario")
+      o.scenario = v;
+    else if (flag == "--attackers")
+      o.attackers = integer(flag, v, 1, 20'000);
+    else if (flag == "--client-rate")
+      o.client_rate = seconds(flag, v, 100'000);
+    else if (flag == "--baseline")
+      o.baseline_s = seconds(flag, v, 3600);
+    else if (flag == "--client-wire") {
+      if (v != "echo" && v != "ws" && v != "http" && v != "proxy-echo")
+        bad(flag, v, "echo, ws, http or proxy-echo");
+      o.client_wire = v;
+    } else
       bad(flag, v, "a known flag (see --help)");
   }
-  if (o.mode.empty()) bad("MODE", "", "echo, churn, overload, idle or ws-echo");
+  if (o.mode.empty()) bad("MODE", "", "echo, churn, overload, idle, ws-echo or attack");
   if (!have_port) bad("--port", "", "the server's port");
   return o;
 }
@@ -202,5 +225,5 @@ int main(int argc, char** argv) {
   for (const auto& m : modes) {
     if (o.mode == m.name) return m.run(o, *t);
   }
-  bad("MODE", o.mode, "echo, churn, overload, idle or ws-echo");
+  bad("MODE", o.mode, "echo, churn, overload, idle, ws-echo or attack");
 }

@@ -76,10 +76,13 @@ std::optional<std::uint32_t> accept_queue_reader::read() {
   return netlink_fd_ >= 0 ? read_netlink() : read_proc();
 }
 
-// One dump request for listening sockets only (idiag_states), so the answer stays a few
-// hundred bytes however many connections are open: cheap enough to sample every few ms
-// without disturbing the run, unlike /proc/net/tcp, which lists every socket.
-std::optional<std::uint32_t> accept_queue_reader::read_netlink() {
+namespace {
+
+// One sock_diag dump of the TCP sockets in `states` (a bit mask of TCP_* states); the sum of
+// the receive queues (for a LISTEN socket: its accept queue) of those whose local port is
+// `port`.
+std::optional<std::uint64_t> sum_receive_queues(int fd, bool ipv6, std::uint32_t states,
+                                                std::uint16_t port) {
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
@@ -87,29 +90,52 @@ std::optional<std::uint32_t> accept_queue_reader::read_netlink() {
   msg.nlh.nlmsg_len = sizeof msg;
   msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  msg.req.sdiag_family = ipv6_ ? AF_INET6 : AF_INET;
+  msg.req.sdiag_family = ipv6 ? AF_INET6 : AF_INET;
   msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = 1u << TCP_LISTEN;
+  msg.req.idiag_states = states;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(netlink_fd_, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) < 0) {
+  if (::sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
     return std::nullopt;
   }
-  std::uint32_t total = 0;
+  std::uint64_t total = 0;
   alignas(nlmsghdr) char buf[16384];
-  for (int reads = 0; reads < 64; ++reads) {  // a dump of listeners is a few messages at most
-    const ssize_t n = ::recv(netlink_fd_, buf, sizeof buf, 0);
+  // A dump of listeners is a few messages; of connections, one per ~50 sockets: bounded.
+  for (int reads = 0; reads < 4096; ++reads) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) return std::nullopt;
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    // NLMSG_OK/NLMSG_NEXT spelled out: the macros compare signed and unsigned lengths.
+    const auto size = static_cast<std::size_t>(n);
+    for (std::size_t at = 0; at + sizeof(nlmsghdr) <= size;) {
+      const auto* h = reinterpret_cast<const nlmsghdr*>(buf + at);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > size - at) break;
+      at += NLMSG_ALIGN(h->nlmsg_len);
       if (h->nlmsg_type == NLMSG_DONE) return total;
       if (h->nlmsg_type == NLMSG_ERROR) return std::nullopt;
       const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-      if (ntohs(d->id.idiag_sport) == port_) total += d->idiag_rqueue;
+      if (ntohs(d->id.idiag_sport) == port) total += d->idiag_rqueue;
     }
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> unread_bytes(std::uint16_t port, bool ipv6) {
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return std::nullopt;
+  const auto total = sum_receive_queues(fd, ipv6, 0xfffu & ~(1u << TCP_LISTEN), port);
+  ::close(fd);
+  return total;
+}
+
+// One dump request for listening sockets only (idiag_states), so the answer stays a few
+// hundred bytes however many connections are open: cheap enough to sample every few ms
+// without disturbing the run, unlike /proc/net/tcp, which lists every socket.
+std::optional<std::uint32_t> accept_queue_reader::read_netlink() {
+  const auto total = sum_receive_queues(netlink_fd_, ipv6_, 1u << TCP_LISTEN, port_);
+  if (!total) return std::nullopt;
+  return static_cast<std::uint32_t>(*total);
 }
 
 // /proc/net/tcp: "sl local_address rem_address st tx_queue:rx_queue ..."; for a LISTEN (0A)

@@ -24,6 +24,11 @@ std::optional<cpu_times> read_cpu_times(pid_t pid);
 // VmRSS in KiB, or nullopt.
 std::optional<std::uint64_t> read_rss_kib(pid_t pid);
 
+// Bytes received but not yet read by the server, summed over its connected TCP sockets on
+// local `port` (sock_diag: the receive queues of every non-listening socket with that source
+// port). nullopt if sock_diag is unavailable.
+std::optional<std::uint64_t> unread_bytes(std::uint16_t port, bool ipv6);
+
 // Sums the accept queues (connections completed by the kernel but not yet accepted) of every
 // listening TCP socket bound to `port` (several with SO_REUSEPORT). nullopt if unreadable.
 class accept_queue_reader {
