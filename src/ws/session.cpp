@@ -69,6 +69,12 @@ class session_impl final : public ws::session, public atl::handler {
   }
 
   void on_data(atl::connection&, std::span<const std::byte> data) override {
+    read_frames(data);
+    // The pong for the last ping of this read (one send, however many pings it held).
+    send_pending_pong();
+  }
+
+  void read_frames(std::span<const std::byte> data) {
     while (state_ == state::open || state_ == state::close_sent) {
       const read_event ev = reader_.next(data);
       switch (ev.kind) {
@@ -108,11 +114,8 @@ class session_impl final : public ws::session, public atl::handler {
   void on_writable(atl::connection& c) override {
     if (state_ != state::open) return;
     backpressured_ = false;
-    if (pong_pending_) {
-      pong_pending_ = false;
-      if (!writer_.write_control(opcode::pong, pending_pong_, out_)) flush();
-      if (state_ != state::open) return;
-    }
+    send_pending_pong();
+    if (state_ != state::open) return;
     if (paused_by_us_) {
       paused_by_us_ = false;
       c.resume_reading();
@@ -152,6 +155,7 @@ class session_impl final : public ws::session, public atl::handler {
 
   send_result send_message(opcode type, std::span<const std::byte> data) {
     if (state_ != state::open) return send_result::dropped;
+    write_pending_pong();
     if (writer_.write_message(type, data, out_)) {
       // zlib could not compress (out of memory): the compressor is unusable from now on.
       out_.clear();
@@ -166,6 +170,7 @@ class session_impl final : public ws::session, public atl::handler {
     if (!writer_.in_message() && type != opcode::text && type != opcode::binary) {
       return send_result::dropped;  // a message starts as text or binary, nothing else
     }
+    write_pending_pong();
     if (writer_.write_fragment(type, data, last, out_)) {
       out_.clear();
       fail(close_code::internal_error);
@@ -176,6 +181,8 @@ class session_impl final : public ws::session, public atl::handler {
 
   send_result ping(std::span<const std::byte> payload) {
     if (state_ != state::open) return send_result::dropped;
+    if (payload.size() > 125) return send_result::dropped;
+    write_pending_pong();
     if (writer_.write_control(opcode::ping, payload, out_)) return send_result::dropped;
     return flush();
   }
@@ -235,16 +242,27 @@ class session_impl final : public ws::session, public atl::handler {
   }
 
   // §5.5.2: a pong with the identical payload. §5.5.3: when pings arrive faster than we can
-  // answer, only the most recent needs one; so while the queue is above its low-water mark
-  // (backpressured_) the last ping's payload (≤ 125 bytes) waits here, replacing the one
-  // before, and goes out from on_writable.
+  // answer, only the most recent needs one. So the last ping's payload (≤ 125 bytes) waits
+  // here, replacing the one before, and is answered once per read (on_data's end), before
+  // anything the handler sends, or, while the queue is above its low-water mark
+  // (backpressured_), from on_writable: a flood of pings costs one pong per read, and nothing
+  // while the peer does not read.
   void answer_ping(std::span<const std::byte> payload) {
-    if (pong_pending_ || backpressured_) {
-      pending_pong_.assign(payload.begin(), payload.end());
-      pong_pending_ = true;
-      return;
-    }
-    if (!writer_.write_control(opcode::pong, payload, out_)) flush();
+    pending_pong_.assign(payload.begin(), payload.end());
+    pong_pending_ = true;
+  }
+
+  // Frames the pending pong into out_ (sent with what follows it), unless backpressured.
+  void write_pending_pong() {
+    if (!pong_pending_ || backpressured_) return;
+    pong_pending_ = false;
+    writer_.write_control(opcode::pong, pending_pong_, out_);
+  }
+
+  void send_pending_pong() {
+    if (state_ != state::open || !pong_pending_ || backpressured_) return;
+    write_pending_pong();
+    if (!out_.empty()) flush();
   }
 
   void resume_if_paused() {

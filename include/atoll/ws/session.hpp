@@ -131,9 +131,11 @@ class handler {
   virtual void on_fragment(session&, opcode /*type*/, std::span<const std::byte> /*data*/,
                            bool /*last*/) {}
 
-  /// A ping arrived. Its pong (same payload, §5.5.2) is queued at once, or, while the write
-  /// queue is above `write_low_water`, held until `on_writable`, only the most recent ping
-  /// being answered (§5.5.3): a peer that pings and never reads cannot grow our queue.
+  /// A ping arrived. Its pong (same payload, §5.5.2) goes out once this read has been
+  /// handled, before anything the handler sends meanwhile; when one read holds several pings,
+  /// or while the write queue is above `write_low_water` (then from `on_writable`), only the
+  /// most recent is answered (§5.5.3): a peer that floods pings costs one pong per read, and
+  /// one that never reads cannot grow our queue.
   virtual void on_ping(session&, std::span<const std::byte> /*payload*/) {}
   /// A pong arrived (an answer to `session::ping` or the keepalive, or unsolicited: §5.5.3
   /// says to ignore those, which the session does apart from this notification).
