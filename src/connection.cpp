@@ -27,8 +27,12 @@ namespace {
 // Most buffers handed to one sendmsg(2); IOV_MAX is 1024 on Linux, 64 covers any realistic
 // queue of small messages while keeping the iovec array on the stack.
 constexpr std::size_t max_iov = 64;
-// Reads per readable event before yielding to other connections on the thread (fairness).
-constexpr int max_reads_per_event = 16;
+// Reads per readable event before yielding to other connections on the thread (fairness):
+// one turn of a connection is at most this many receive buffers (256 KiB at the default 64 KiB).
+// A peer flooding tiny frames (pings, 1-byte fragments: ~1-4 ms of CPU per MiB) thus holds the
+// thread ~1 ms per turn; 16 reads made that 4-16 ms and other clients' p99 followed (issue 9,
+// the attack bench). Bulk transfers lose nothing measurable: one more wait per 256 KiB.
+constexpr int max_reads_per_event = 4;
 // Plaintext handed to one SSL_write: one TLS record.
 constexpr std::size_t tls_record = 16 * 1024;
 // Bytes read from a file per step when it cannot go through sendfile(2) (TLS), and the most
