@@ -1183,4 +1183,4 @@ bool connection_handle::dispatch(std::function<void(connection&)> fn) const {
 
 bool connection_handle::expired() const noexcept { return impl_.expired(); }
 
-}  // namespace atoll
+}  // namespace atl

@@ -60,4 +60,4 @@ std::string endpoint::to_string() const {
   }
 }
 
-}  // namespace atoll
+}  // namespace atl

@@ -38,4 +38,4 @@ const std::error_category& error_category() noexcept {
   return c;
 }
 
-}  // namespace atoll
+}  // namespace atl

@@ -37,4 +37,4 @@ std::string_view to_string(reject_reason r) noexcept {
   return "unknown";
 }
 
-}  // namespace atoll
+}  // namespace atl

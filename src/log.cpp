@@ -44,4 +44,4 @@ void set_logger(std::shared_ptr<spdlog::logger> l) {
   logger_slot() = std::move(l);
 }
 
-}  // namespace atoll
+}  // namespace atl

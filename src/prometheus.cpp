@@ -119,4 +119,4 @@ std::string to_prometheus(const server_stats& s) {
   return w.take();
 }
 
-}  // namespace atoll
+}  // namespace atl

@@ -424,4 +424,4 @@ void server::resume(listener_id id, std::error_code& ec) noexcept {
   }
 }
 
-}  // namespace atoll
+}  // namespace atl

@@ -237,4 +237,4 @@ class connection_handle {
   std::uint64_t id_ = 0;
 };
 
-}  // namespace atoll
+}  // namespace atl

@@ -42,4 +42,4 @@ class endpoint {
   socklen_t size_;
 };
 
-}  // namespace atoll
+}  // namespace atl

@@ -39,7 +39,7 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
-}  // namespace atoll
+}  // namespace atl
 
 template <>
 struct std::is_error_code_enum<atl::errc> : std::true_type {};

@@ -80,4 +80,4 @@ class handler {
 /// at once.
 using handler_factory = std::function<std::unique_ptr<handler>(connection&)>;
 
-}  // namespace atoll
+}  // namespace atl

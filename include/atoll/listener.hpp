@@ -135,4 +135,4 @@ struct listener_config {
   std::size_t write_low_water = 64 * 1024;
 };
 
-}  // namespace atoll
+}  // namespace atl

@@ -21,4 +21,4 @@ std::shared_ptr<spdlog::logger> logger();
 /// nullptr restores the default. Thread-safe; takes effect for lines logged afterwards.
 void set_logger(std::shared_ptr<spdlog::logger> l);
 
-}  // namespace atoll
+}  // namespace atl

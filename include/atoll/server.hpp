@@ -154,4 +154,4 @@ class server {
   std::unique_ptr<detail::server_impl> impl_;
 };
 
-}  // namespace atoll
+}  // namespace atl

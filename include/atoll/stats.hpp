@@ -110,4 +110,4 @@ struct event {
 /// thread-safe and fast.
 using event_sink = std::function<void(const event&)>;
 
-}  // namespace atoll
+}  // namespace atl
