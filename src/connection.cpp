@@ -177,14 +177,9 @@ void connection_impl::open_handler(bool after_wait) {
   timeout_entry::queue = thread_.timeouts().queue_for(read_timeout_);
   touch_timeout();
   if (listener_.server().has_event_sink()) {
-    event e{after_wait ? event_type::admitted : event_type::accepted,
-            listener_.index(),
-            id_,
-            reject_reason::limit,
-            close_reason::local_close,
-            {},
-            peer_.to_endpoint()};
-    listener_.server().emit(e);
+    listener_.server().emit(after_wait
+                                ? event::admitted(listener_.index(), id_, peer_.to_endpoint())
+                                : event::accepted(listener_.index(), id_, peer_.to_endpoint()));
   }
   if (listener_.config().max_connection_age.count() > 0) start_age_timer();
   invoke("on_open", [&](handler& hd) { hd.on_open(*this); });
@@ -206,9 +201,7 @@ void connection_impl::reject_unopened(reject_reason why, std::error_code ec) {
   socket_.close(ignored);
   bump(counters_.rejected[static_cast<std::size_t>(why)]);
   if (listener_.server().has_event_sink()) {
-    event e{event_type::rejected, listener_.index(), id_, why, close_reason::rejected, ec,
-            peer_.to_endpoint()};
-    listener_.server().emit(e);
+    listener_.server().emit(event::rejected(listener_.index(), id_, why, ec, peer_.to_endpoint()));
   }
   extras_.reset();
   slot_.release();
@@ -1004,9 +997,7 @@ void connection_impl::do_finish(close_reason r, std::error_code ec) {
   }
   bump(counters_.closed[static_cast<std::size_t>(r)]);
   if (listener_.server().has_event_sink()) {
-    event e{event_type::closed,      listener_.index(), id_, reject_reason::limit, r, ec,
-            peer_.to_endpoint()};
-    listener_.server().emit(e);
+    listener_.server().emit(event::closed(listener_.index(), id_, r, ec, peer_.to_endpoint()));
   }
   if (handler_) {
     ++depth_;

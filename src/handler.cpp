@@ -1,6 +1,7 @@
 #include "atoll/handler.hpp"
 
 #include "atoll/connection.hpp"
+#include "atoll/error.hpp"
 #include "atoll/stats.hpp"
 
 namespace atl {
@@ -35,6 +36,21 @@ std::string_view to_string(reject_reason r) noexcept {
     case reject_reason::proxy_header_invalid: return "proxy_header_invalid";
   }
   return "unknown";
+}
+
+std::error_code to_error_code(reject_reason r) noexcept {
+  switch (r) {
+    case reject_reason::limit: return errc::over_limit;
+    case reject_reason::waiting_room_full: return errc::waiting_room_full;
+    case reject_reason::wait_expired: return errc::wait_expired;
+    case reject_reason::emfile: return errc::descriptors_exhausted;
+    case reject_reason::shutdown: return errc::shutting_down;
+    case reject_reason::refused: return errc::handler_refused;
+    case reject_reason::handshake_timeout: return errc::handshake_timeout;
+    case reject_reason::tls_handshake_failed: return errc::tls_handshake_failed;
+    case reject_reason::proxy_header_invalid: return errc::proxy_header_invalid;
+  }
+  return errc::handler_refused;
 }
 
 }  // namespace atl

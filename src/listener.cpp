@@ -349,8 +349,7 @@ void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* add
     return reject(ctr, std::move(w.fd), reject_reason::waiting_room_full, peer);
   }
   if (server_.has_event_sink()) {
-    server_.emit(event{event_type::waiting, index_, 0, reject_reason::limit,
-                       close_reason::local_close, {}, peer.to_endpoint()});
+    server_.emit(event::waiting(index_, peer.to_endpoint()));
   }
   schedule_expiry();
 }
@@ -394,15 +393,7 @@ void listener_state::reject(listener_counters& ctr, unique_fd fd, reject_reason 
   fd.reset();
   bump(ctr.rejected[static_cast<std::size_t>(why)]);
   if (server_.has_event_sink()) {
-    server_.emit(event{event_type::rejected, index_, 0, why, close_reason::rejected,
-                       make_error_code(why == reject_reason::limit ? errc::over_limit
-                                       : why == reject_reason::waiting_room_full
-                                           ? errc::waiting_room_full
-                                       : why == reject_reason::wait_expired ? errc::wait_expired
-                                       : why == reject_reason::emfile ? errc::descriptors_exhausted
-                                       : why == reject_reason::shutdown ? errc::shutting_down
-                                                                        : errc::handler_refused),
-                       peer.to_endpoint()});
+    server_.emit(event::rejected(index_, 0, why, to_error_code(why), peer.to_endpoint()));
   }
   if (const auto n = reject_warn_.hit(clock::now(), server_.config().warn_interval)) {
     log_rejections(n);
@@ -416,8 +407,7 @@ void listener_state::count_accept_error(int err) {
     last_accept_error_ = err;
   }
   if (server_.has_event_sink()) {
-    server_.emit(event{event_type::accept_error, index_, 0, reject_reason::limit,
-                       close_reason::error, std::error_code(err, std::system_category()), {}});
+    server_.emit(event::accept_error(index_, std::error_code(err, std::system_category())));
   }
   if (const auto n = accept_error_warn_.hit(clock::now(), server_.config().warn_interval)) {
     log_accept_errors(n);

@@ -114,8 +114,7 @@ void server_impl::start_locked() {
     l->start_accepting();
     for (const auto& ep : l->endpoints()) {
       atl::logger()->debug("listener '{}' accepting on {}", l->name(), ep.to_string());
-      emit(event{event_type::listener_started, l->index(), 0, reject_reason::limit,
-                 close_reason::local_close, {}, ep});
+      emit(event::listener_started(l->index(), ep));
     }
   }
 }
@@ -183,8 +182,7 @@ void server_impl::drain(std::optional<std::chrono::milliseconds> timeout) {
     // saw a close or a reset in the middle of a rolling restart).
     l->stop_accepting(true);
     l->set_stopping();
-    emit(event{event_type::listener_stopped, l->index(), 0, reject_reason::limit,
-               close_reason::shutdown, errc::shutting_down, {}});
+    emit(event::listener_stopped(l->index(), errc::shutting_down));
   }
   for (std::size_t i = 0; i < threads_.size(); ++i) {
     execute(i, [t = threads_[i].get()] {

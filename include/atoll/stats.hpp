@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -36,6 +37,9 @@ inline constexpr std::size_t reject_reason_count = 9;
 
 /// "limit", "waiting_room_full", ... (the Prometheus label value).
 std::string_view to_string(reject_reason r) noexcept;
+/// The error code a rejection is reported with (`event::error`): `errc::over_limit` for
+/// `limit`, `errc::waiting_room_full`, ... (one table, in handler.cpp).
+std::error_code to_error_code(reject_reason r) noexcept;
 
 /// A snapshot of one listener's counters. `*_total` counters only grow.
 struct listener_stats {
@@ -95,15 +99,51 @@ enum class event_type {
   accept_error,  ///< accept(2) failed (`error` set)
 };
 
-/// A structured event for tracing (see `server_config::event_sink`).
+/// A structured event for tracing (see `server_config::event_sink`). Made by the named
+/// constructors below, one per `event_type`, so each carries exactly the fields its type has.
 struct event {
   event_type type;
   std::size_t listener = 0;
-  std::uint64_t connection_id = 0;  ///< 0 when there is no connection yet
-  reject_reason reject = reject_reason::limit;
-  close_reason close = close_reason::local_close;
-  std::error_code error;
-  endpoint peer;  ///< the client, where known
+  std::uint64_t connection_id = 0;     ///< 0 when there is no connection yet
+  std::optional<reject_reason> reject;  ///< set for `rejected` only
+  std::optional<close_reason> close;    ///< set for `closed` only
+  std::error_code error;                ///< `rejected`, `closed`, `accept_error`, `listener_stopped`
+  endpoint peer;  ///< the client, where known; the bound address for `listener_started`
+
+  /// A listener bound `bound` and is accepting.
+  static event listener_started(std::size_t listener, endpoint bound) {
+    return {event_type::listener_started, listener, 0, {}, {}, {}, std::move(bound)};
+  }
+  /// A listener stopped accepting (`errc::shutting_down`).
+  static event listener_stopped(std::size_t listener, std::error_code why) {
+    return {event_type::listener_stopped, listener, 0, {}, {}, why, {}};
+  }
+  /// Connection `id` from `peer` was admitted at once.
+  static event accepted(std::size_t listener, std::uint64_t id, endpoint peer) {
+    return {event_type::accepted, listener, id, {}, {}, {}, std::move(peer)};
+  }
+  /// A socket from `peer` entered the waiting room.
+  static event waiting(std::size_t listener, endpoint peer) {
+    return {event_type::waiting, listener, 0, {}, {}, {}, std::move(peer)};
+  }
+  /// Connection `id` from `peer` got a slot after waiting.
+  static event admitted(std::size_t listener, std::uint64_t id, endpoint peer) {
+    return {event_type::admitted, listener, id, {}, {}, {}, std::move(peer)};
+  }
+  /// A socket from `peer` was refused for `why` (`id` 0 before a connection existed).
+  static event rejected(std::size_t listener, std::uint64_t id, reject_reason why,
+                        std::error_code ec, endpoint peer) {
+    return {event_type::rejected, listener, id, why, {}, ec, std::move(peer)};
+  }
+  /// Connection `id` ended for `why`.
+  static event closed(std::size_t listener, std::uint64_t id, close_reason why,
+                      std::error_code ec, endpoint peer) {
+    return {event_type::closed, listener, id, {}, why, ec, std::move(peer)};
+  }
+  /// accept(2) failed with `ec`.
+  static event accept_error(std::size_t listener, std::error_code ec) {
+    return {event_type::accept_error, listener, 0, {}, {}, ec, {}};
+  }
 };
 
 /// Receives events; called on io threads (several at once) and from `stop()`: must be

@@ -220,10 +220,10 @@ void harness::start() {
   if (trace_) {
     sc.events = [](const atl::event& e) {
       if (e.type != atl::event_type::closed && e.type != atl::event_type::rejected) return;
-      std::fprintf(stderr, "  server: connection %llu %s (close_reason %d, reject_reason %d): %s\n",
+      std::fprintf(stderr, "  server: connection %llu %s (%s): %s\n",
                    static_cast<unsigned long long>(e.connection_id),
                    e.type == atl::event_type::closed ? "closed" : "rejected",
-                   static_cast<int>(e.close), static_cast<int>(e.reject),
+                   std::string(e.close ? atl::to_string(*e.close) : atl::to_string(*e.reject)).c_str(),
                    e.error.message().c_str());
     };
   }
