@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct target {
   std::size_t bound = 0;  // RSS growth per peer
   std::function<std::string(const atl::endpoint&)> serve_one;  // "" when served
 };
+
+// Test names and ctest's list show the binary, not the struct's bytes.
+void PrintTo(const target& t, std::ostream* os) { *os << t.binary; }
 
 std::string masked_messages(ws::opcode type, std::size_t size, std::size_t n) {
   ws::message_writer writer(ws::role::client);
