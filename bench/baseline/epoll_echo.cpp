@@ -5,6 +5,7 @@
 // bare Asio spend beyond this is what a library costs over recv + send + epoll_wait.
 //
 //   epoll-echo --port 0 --threads 2      prints "listening on 127.0.0.1:PORT"
+//   epoll-echo ... --read-until-eagain   no short-read shortcut: every drain ends in EAGAIN
 //
 // SIGINT/SIGTERM stop it (exit 0).
 //
@@ -14,13 +15,13 @@
 // ever woken for a connection another thread takes. bench/run runs every server with one
 // thread, where the two designs are the same.
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,7 +50,8 @@ struct connection {
 
 class worker {
  public:
-  worker(int listen_fd, int stop_fd) : listen_fd_(listen_fd), stop_fd_(stop_fd) {}
+  worker(int listen_fd, int stop_fd, bool until_eagain)
+      : listen_fd_(listen_fd), stop_fd_(stop_fd), until_eagain_(until_eagain) {}
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
@@ -161,7 +163,7 @@ class worker {
         c.pending.assign(buffer_.get() + sent, got - static_cast<std::size_t>(sent));
         return;  // EPOLLOUT flushes it, then reading resumes
       }
-      if (got < buffer_size && !c.peer_closed) return;
+      if (got < buffer_size && !c.peer_closed && !until_eagain_) return;
     }
   }
 
@@ -173,6 +175,7 @@ class worker {
   static constexpr std::size_t buffer_size = 64 * 1024;
   int listen_fd_;
   int stop_fd_;
+  bool until_eagain_;
   int epfd_ = -1;
   std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(buffer_size);
   std::vector<std::unique_ptr<connection>> conns_;  // by descriptor
@@ -180,11 +183,13 @@ class worker {
 
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
-               "usage: epoll-echo [--host ADDR] [--port N] [--threads N]\n"
+               "usage: epoll-echo [--host ADDR] [--port N] [--threads N] [--read-until-eagain]\n"
                "  --host ADDR   IPv4 address to bind (default 127.0.0.1)\n"
                "  --port N      port; 0 = any free port (default 4050)\n"
                "  --threads N   threads, one epoll set and listen socket each (default: "
-               "hardware concurrency)\n");
+               "hardware concurrency)\n"
+               "  --read-until-eagain  read until recv() says EAGAIN (default: a read shorter "
+               "than the buffer ends the drain, epoll(7))\n");
   std::exit(code);
 }
 
@@ -222,9 +227,14 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   unsigned short port = 4050;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  bool until_eagain = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (flag == "--help" || flag == "-h") usage(0);
+    if (flag == "--read-until-eagain") {
+      until_eagain = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(2);
     const std::string_view value = argv[++i];
     if (flag == "--host") {
@@ -276,7 +286,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::unique_ptr<worker>> workers;
   for (const int fd : listeners) {
-    workers.push_back(std::make_unique<worker>(fd, stop_fd));
+    workers.push_back(std::make_unique<worker>(fd, stop_fd, until_eagain));
     if (!workers.back()->init()) {
       std::perror("epoll-echo: epoll");
       return 1;
