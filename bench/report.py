@@ -10,7 +10,9 @@ just the "## Attacks" section of OUT.md (bench/run --only attack), or writes a d
 only that section if OUT.md does not exist. The Attacks section also shows the reference run
 kept in bench/attacks-before/ (machine.env + attack.jsonl of the same scenarios before the
 fixes of issue 9) when it is there. Medians over rounds; ratios are
-atoll / bare Asio, and for WebSocket atoll's WebSocket echo / atoll's raw echo and / Node `ws`.
+atoll / bare Asio and, for echo, atoll and bare Asio / the plain epoll server (the kernel's own
+cost, bench/baseline/epoll_echo.cpp), and for WebSocket atoll's WebSocket echo / atoll's raw
+echo and / Node `ws`.
 bench/profile.md (hand-written: where the CPU goes) is appended if present.
 """
 
@@ -133,6 +135,14 @@ ECHO_COLUMNS = ("msgs/s | server user µs/msg | server sys µs/msg | server CPU 
                 "p50 µs | p99 µs | p99.9 µs | load-gen CPU %")
 
 
+# The servers of the echo rows (bench/run's names), in table order.
+ECHO_SERVERS = {
+    "atoll": "atoll",
+    "asio": "bare Asio",
+    "epoll": "plain epoll",
+}
+
+
 # The servers of the WebSocket rows (bench/run's names), in table order.
 WS_SERVERS = {
     "atoll-ws": "atoll WebSocket (`atoll-ws-echo`)",
@@ -195,13 +205,12 @@ class report:
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in conns:
-            for s in ("atoll", "asio"):
+            for s, name in ECHO_SERVERS.items():
                 runs = [r for _, r in rows.get((s, c), [])]
                 if not runs:
                     continue
                 m = echo_summary(runs)
                 self.echo_medians[(s, c)] = m
-                name = "atoll" if s == "atoll" else "bare Asio"
                 lines.append(f"| {c} | {name} | {echo_row(m)} |")
         # Paired ratios: atoll's run r against bare Asio's run r (adjacent in time).
         ratio_lines = [
@@ -240,18 +249,69 @@ class report:
                     verdict(rr["msgs"] is not None and rr["msgs"] >= 0.95),
                 )
             )
+        ratio_lines += [""] + self.echo_epoll_ratios(rows, conns)
         return lines, ratio_lines, conns
+
+    def echo_epoll_ratios(self, rows, conns):
+        """atoll and bare Asio against the plain epoll server: what each costs over the kernel."""
+        lines = [
+            "Against the plain epoll server (`epoll-echo`: recv/send/epoll_wait, nothing else), "
+            "the same rounds:",
+            "",
+            "| connections | server | msgs/s ratio | total CPU/msg ratio | user CPU/msg ratio | "
+            "paired total-CPU ratios, min–max |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        self.echo_epoll = {}
+        for c in conns:
+            e = self.echo_medians.get(("epoll", c))
+            if not e:
+                continue
+            for s in ("atoll", "asio"):
+                a = self.echo_medians.get((s, c))
+                if not a:
+                    continue
+                spread = paired_ratios(rows.get((s, c), []), rows.get(("epoll", c), []),
+                                       "server", "on_cpu_us_per_msg")
+                rr = {
+                    "msgs": ratio(a["msgs"], e["msgs"]),
+                    "user": ratio(a["user"], e["user"]),
+                    "cpu": ratio(a["cpu"], e["cpu"]),
+                }
+                self.echo_epoll[(s, c)] = rr
+                lines.append(f"| {c} | {ECHO_SERVERS[s]} | {fmt(rr['msgs'])} | {fmt(rr['cpu'])} | "
+                             f"{fmt(rr['user'])} | {spread} |")
+            rr = self.echo_epoll.get(("atoll", c))
+            if rr:
+                self.targets.append(
+                    (
+                        f"echo 64 B, {c} conn: server total CPU/msg ≤ 1.05× plain epoll (issue 10)",
+                        f"{fmt(rr['cpu'])}×",
+                        verdict(rr["cpu"] is not None and rr["cpu"] <= 1.05),
+                    )
+                )
+                self.targets.append(
+                    (
+                        f"echo 64 B, {c} conn: server user CPU/msg ≤ 1.15× plain epoll (issue 10)",
+                        f"{fmt(rr['user'])}× (user: 10 ms ticks)",
+                        verdict(rr["user"] is not None and rr["user"] <= 1.15),
+                    )
+                )
+        return lines if self.echo_epoll else []
 
     def echo_plots(self, conns):
         if not self.echo_medians:
             return
         dat = os.path.join(self.dir, "echo.dat")
         with open(dat, "w") as f:
-            f.write("# conns atoll_msgs asio_msgs atoll_user asio_user atoll_sys asio_sys\n")
+            f.write("# conns atoll_msgs asio_msgs atoll_user asio_user atoll_sys asio_sys "
+                    "epoll_msgs epoll_user epoll_sys\n")
             for c in conns:
                 a = self.echo_medians.get(("atoll", c), {})
                 b = self.echo_medians.get(("asio", c), {})
-                vals = [a.get("msgs"), b.get("msgs"), a.get("user"), b.get("user"), a.get("sys"), b.get("sys")]
+                e = self.echo_medians.get(("epoll", c), {})
+                vals = [a.get("msgs"), b.get("msgs"), a.get("user"), b.get("user"), a.get("sys"), b.get("sys"),
+                        e.get("msgs"), e.get("user"), e.get("sys")]
                 f.write(f'"{c}" ' + " ".join("0" if v is None else f"{v:.6g}" for v in vals) + "\n")
         self.plot(
             "echo_throughput.png",
@@ -264,7 +324,8 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set yrange [0:*]
 set key top left
-plot '{dat}' using 2:xtic(1) title "atoll" lc rgb "#1f77b4", '' using 3 title "bare Asio" lc rgb "#aaaaaa"
+plot '{dat}' using 2:xtic(1) title "atoll" lc rgb "#1f77b4", '' using 3 title "bare Asio" lc rgb "#aaaaaa", \\
+     '' using 8 title "plain epoll" lc rgb "#2ca02c"
 """,
         )
         self.plot(
@@ -277,13 +338,15 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y
-set yrange [0.5:*]
+set yrange [0.05:*]  # user CPU per message at 50+ connections is ~0.1 µs
 set grid ytics
 set key top right
 plot '{dat}' using 4:xtic(1) title "atoll, user" lc rgb "#1f77b4", \\
      '' using 5 title "bare Asio, user" lc rgb "#aaaaaa", \\
+     '' using 9 title "plain epoll, user" lc rgb "#2ca02c", \\
      '' using ($4+$6) title "atoll, user + system" lc rgb "#9ecae1", \\
-     '' using ($5+$7) title "bare Asio, user + system" lc rgb "#dddddd"
+     '' using ($5+$7) title "bare Asio, user + system" lc rgb "#dddddd", \\
+     '' using ($9+$10) title "plain epoll, user + system" lc rgb "#a1d99b"
 """,
         )
 
@@ -709,6 +772,19 @@ plot """ + ", \\\n     ".join(series) + "\n",
                 + "/".join(f"{fmt(self.echo_ratios[c]['cpu'])}×" for c in cs)
                 + "."
             )
+        if getattr(self, "echo_epoll", None):
+            cs = sorted({c for s, c in self.echo_epoll if s == "atoll"})
+            parts.append(
+                "Against the plain epoll server (the kernel's own cost): server CPU per message "
+                "(exact total) "
+                + "/".join(f"{fmt(self.echo_epoll[('atoll', c)]['cpu'])}×" for c in cs)
+                + ", user CPU per message "
+                + "/".join(f"{fmt(self.echo_epoll[('atoll', c)]['user'])}×" for c in cs)
+                + (" (bare Asio: "
+                   + "/".join(fmt(get(self.echo_epoll, ("asio", c), "cpu")) + "×" for c in cs)
+                   + " total)" if all(("asio", c) in self.echo_epoll for c in cs) else "")
+                + "."
+            )
         if getattr(self, "ws_ratios", None):
             sizes = sorted(self.ws_ratios)
             parts.append(
@@ -754,7 +830,9 @@ plot """ + ", \\\n     ".join(series) + "\n",
         w("# atoll benchmark results")
         w("")
         w("Generated by `bench/run` (raw JSON lines: `build/bench/results/`, not committed). "
-          "Ratios are atoll / bare Asio (`bench/baseline/echo_server.cpp`), measured side by side "
+          "Ratios are atoll / bare Asio (`bench/baseline/echo_server.cpp`) and, for echo, atoll "
+          "and bare Asio / a plain epoll server (`bench/baseline/epoll_echo.cpp`), measured side "
+          "by side "
           "in one run, servers alternating A B A B with a fresh server process per run; figures "
           "are medians over rounds.")
         w("")
@@ -792,7 +870,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         if headline:
             w("**Headline.** " + headline)
             w("")
-        w("## Targets (issue #4)")
+        w("## Targets (issues #4 and #10)")
         w("")
         w("| target | measured | |")
         w("|---|---|---|")
@@ -803,7 +881,10 @@ plot """ + ", \\\n     ".join(series) + "\n",
         w("")
         w("`atoll-load echo -c C --size 64 --inflight 1` against `atoll-echo --threads 1` (atoll's "
           "defaults: 60 s read timeout, TCP_NODELAY, backpressure handling) and `bare-asio-echo "
-          "--threads 1` (async_read_some into a 4 KiB buffer per connection, async_write). On a "
+          "--threads 1` (async_read_some into a 4 KiB buffer per connection, async_write) and "
+          "`epoll-echo --threads 1` (`bench/baseline/epoll_echo.cpp`: edge-triggered epoll, each "
+          "connection registered once, recv into one 64 KiB buffer per thread, send back; the "
+          "kernel's own cost), alternating A B C in every round. On a "
           "2-CPU machine both sides saturate the box, so **server CPU per message** (from "
           "/proc/PID/stat over the measured window: user/system in 10 ms ticks; the exact total from "
           "/proc/PID/task/*/schedstat) is the sharp figure, "
