@@ -32,7 +32,8 @@ waiter make_waiter(std::size_t id, clock::time_point deadline = clock::time_poin
   return w;
 }
 
-// Records the admitted waiters and keeps their slots until the test drops them.
+// Records the admitted waiters and keeps their slots until the test drops them (every test
+// drops them all before the supervisor, declared after this, is destroyed).
 struct admissions {
   std::mutex mutex;
   std::vector<std::size_t> ids;
@@ -199,6 +200,7 @@ TEST(supervisor, enqueue_admits_at_once_when_a_slot_is_free) {
   EXPECT_EQ(adm.ids, (std::vector<std::size_t>{7}));
   EXPECT_EQ(sup.waiting(), 0u);
   EXPECT_EQ(sup.active(), 1u);
+  adm.release_one();  // a slot must not outlive its supervisor
 }
 
 TEST(supervisor, refuses_a_waiter_when_the_room_is_full_and_leaves_it_untouched) {
