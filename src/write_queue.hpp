@@ -54,7 +54,9 @@ class write_queue {
     return n;
   }
 
-  // Drops `n` bytes from the front (what the kernel took).
+  // Drops `n` bytes from the front (what the kernel took). A drained chunk's memory goes back
+  // at once and the chunk list is compacted as its drained front grows, so a queue that never
+  // empties (a peer reading steadily, just behind) holds what it holds, not what it ever held.
   void consume(std::size_t n) noexcept {
     bytes_ -= n;
     while (n > 0) {
@@ -62,12 +64,19 @@ class write_queue {
       const std::size_t len = c.end - c.begin;
       if (n < len) {
         c.begin += n;
-        return;
+        break;
       }
       n -= len;
+      c.data.reset();
       ++head_;
     }
-    if (head_ == chunks_.size()) clear_storage();
+    if (head_ == chunks_.size()) {
+      clear_storage();
+    } else if (head_ * 2 >= chunks_.size()) {
+      // Amortised O(1): at most as many moves as chunks drained since the last compaction.
+      chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
   }
 
   void clear() noexcept {
