@@ -217,6 +217,17 @@ const std::map<std::string_view, std::string_view>& allowed_findings() {
   return allowed;
 }
 
+// testssl's session-resumption checks save a session with one s_client and resume it with
+// another; under load the first may close before the server's NewSessionTicket arrives, and
+// testssl then says WARN "check failed because of connect problem" (seen once in CI). That
+// is the scanner failing to run a check, on resumption — which is not among the verdicts this
+// test is about (listed below) — so exactly that WARN text is accepted for those ids.
+bool scanner_side_warning(const std::string& id, const std::string& severity,
+                          const std::string& text) {
+  return (id == "sessionresumption_ticket" || id == "sessionresumption_ID") &&
+         severity == "WARN" && text.find("check failed because of connect problem") == 0;
+}
+
 /// Severities that are a problem (testssl's scale: DEBUG, INFO, OK, LOW, MEDIUM, HIGH,
 /// CRITICAL; WARN and FATAL are scan problems: a check that could not run proves nothing).
 bool is_problem(const std::string& severity) {
@@ -307,7 +318,8 @@ TEST_F(testssl_scan, the_echo_example_at_the_default_tls_settings_has_no_finding
     const std::string severity = field(f, "severity");
     by_id[id] = &f;
     if (!is_problem(severity)) continue;
-    const bool allowed = allowed_findings().count(id) != 0;
+    const bool allowed = allowed_findings().count(id) != 0 ||
+                         scanner_side_warning(id, severity, field(f, "finding"));
     std::printf("  %s %s %s: %s\n", allowed ? "allowed" : "FINDING", severity.c_str(), id.c_str(),
                 field(f, "finding").c_str());
     if (!allowed) problems += "  " + severity + " " + id + ": " + field(f, "finding") + "\n";
