@@ -388,20 +388,18 @@ std::size_t connection_impl::listener_index() const noexcept { return listener_.
 // ---- reading ------------------------------------------------------------------------------
 
 void connection_impl::arm_read() {
-  if (read_armed_ || paused_ || finish_pending_) return;
+  if (paused_ || finish_pending_) return;
   if (state_ != state::open && state_ != state::handshaking) return;
-  read_armed_ = true;
-  // self_ is set from open to finish: copying it is one atomic increment, cheaper than
-  // shared_from_this() (a weak_ptr lock).
-  socket_.async_wait(stream_socket::wait_read,
-                     [self = self_](std::error_code ec) { self->on_readable(ec); });
+  arm_read_wait();
 }
 
-// A read wait whatever the read state: SSL_write needs the peer's bytes to go on (also while
-// reading is paused or the connection is flushing before a close).
+// A read wait whatever the read state (arm_read checks that first). Also used alone when
+// SSL_write needs the peer's bytes to go on, while reading is paused or a close is flushing.
 void connection_impl::arm_read_wait() {
   if (read_armed_ || state_ == state::finished) return;
   read_armed_ = true;
+  // self_ is set from open to finish: copying it is one atomic increment, cheaper than
+  // shared_from_this() (a weak_ptr lock).
   socket_.async_wait(stream_socket::wait_read,
                      [self = self_](std::error_code ec) { self->on_readable(ec); });
 }
@@ -900,25 +898,24 @@ std::error_code connection_impl::code_for(close_reason r) const noexcept {
 
 void connection_impl::close() {
   if (state_ != state::open || finish_pending_) return;
-  state_ = state::closing;
-  closing_reason_ = reason_for_close();
-  if (!write_pending() && !write_armed_) {
-    finish(closing_reason_, code_for(closing_reason_));
-    return;
-  }
-  // Bound the flush by the read timeout, also when reading was paused.
-  if (!static_cast<timeout_entry&>(*this).linked()) touch_timeout();
+  close_after_queue(reason_for_close());
 }
 
 void connection_impl::close_with(std::span<const std::byte> last, close_reason why) {
   if (state_ != state::open || finish_pending_) return;
   if (!last.empty() && !write_shut_ && !shutdown_write_pending_ && !write_or_queue(last)) return;
+  close_after_queue(why);
+}
+
+// Stops reading and finishes once the queue has drained (now, if it is empty).
+void connection_impl::close_after_queue(close_reason why) {
   state_ = state::closing;
   closing_reason_ = why;
   if (!write_pending() && !write_armed_) {
     finish(closing_reason_, code_for(closing_reason_));
     return;
   }
+  // Bound the flush by the read timeout, also when reading was paused.
   if (!static_cast<timeout_entry&>(*this).linked()) touch_timeout();
 }
 

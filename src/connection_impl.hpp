@@ -179,6 +179,7 @@ class connection_impl final : public connection,
   bool write_or_queue(std::span<const std::byte> data);
   bool tls_write_queued();
   int flush_files();
+  void close_after_queue(close_reason why);
   void shut_write_now();
   bool write_pending() const noexcept;
   void arm_write();

@@ -68,7 +68,8 @@ class connection {
 
   /// Queues `bytes` for writing (copied unless written at once). See `send_result`. An empty
   /// span queues nothing and reports the queue's state (`ok` or `backpressure`, the latter
-  /// promising an `on_writable`).
+  /// promising an `on_writable`); like any send, it drops a connection that already has more
+  /// than `max_write_buffer` queued.
   send_result send(std::span<const std::byte> bytes);
   /// Queues the characters of `text`.
   send_result send(std::string_view text);
