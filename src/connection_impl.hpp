@@ -1,10 +1,18 @@
 #pragma once
-// One admitted connection: socket, read loop, write queue, read timeout, handler.
+// One admitted connection: socket, read loop, write path, read timeout, handler.
 //
+// Pieces: the handshake stage (handshake.hpp: PROXY header, then TLS) runs first when the
+// listener asks for it and hands over {PROXY header, transport}; the transport (transport.hpp:
+// plain or TLS) moves the bytes; the write path (write_path.hpp) holds what the kernel has not
+// taken. This class owns the readiness waits, the timeout, the handler and the life cycle.
 // Reads: the connection waits for readability (async_wait, no buffer held while idle) and then
-// reads with recv(2) into its io thread's receive buffer, handing the handler a span.
-// Writes: send() first writes straight to the socket; only what the kernel refuses is queued,
-// and the queue is flushed with one gathered sendmsg(2) per writable event.
+// reads through its transport into its io thread's receive buffer, handing the handler a span.
+// Writes: send() first writes straight through; only what the kernel refuses is queued, and
+// the queue is flushed with one gathered write per writable event.
+// State: `phase` is the life cycle (opening → [handshaking →] open → [closing →] finishing →
+// finished; finishing: a finish was requested and the outermost entry's end will carry it
+// out); `read_wait` says what brings the read loop back (a readiness wait, posted work, or
+// nothing); `write_end` whether the write side is open, shutting after the queue, or shut.
 // Lifetime: the connection owns itself (self_) from on_open until it finishes; pending async
 // waits hold a shared_ptr too, so it is destroyed only after they complete. It always
 // finishes on its own io thread.
@@ -14,11 +22,8 @@
 // reason, and the outermost entry's end (settle) does it. A finish requested outside any entry
 // (user code on the io thread holding a connection&) is settled by posted work.
 
-#include <openssl/ssl.h>
-
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,12 +38,13 @@
 #include "io_thread.hpp"
 #include "read_timeouts.hpp"
 #include "supervisor.hpp"
-#include "unique_fd.hpp"
-#include "write_queue.hpp"
+#include "transport.hpp"
+#include "write_path.hpp"
 
 namespace atl::detail {
 
 class listener_state;
+class handshake_stage;
 
 // What connection::after() allocates: the timer and the callback, owned by the returned
 // connection_timer; the wait's completion holds only weak references.
@@ -95,7 +101,7 @@ class connection_impl final : public connection,
   std::size_t listener_index() const noexcept;
   std::size_t thread_index() const noexcept { return thread_.index(); }
   std::size_t buffered_amount() const noexcept;
-  bool is_open() const noexcept { return state_ == state::open && !finish_pending_; }
+  bool is_open() const noexcept { return phase_ == phase::open; }
   std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length);
   const tls_info* tls() const noexcept;
   const proxy::header* proxy_header() const noexcept;
@@ -111,7 +117,7 @@ class connection_impl final : public connection,
   // callback) inside an entry, with the exception guard of handler callbacks.
   template <class F>
   void run_guarded(const char* what, F&& f) {
-    if (state_ == state::finished) return;
+    if (phase_ == phase::finished) return;
     entry in(*this);
     try {
       f();
@@ -123,36 +129,29 @@ class connection_impl final : public connection,
   }
 
  private:
-  enum class state : std::uint8_t { opening, handshaking, open, closing, finished };
+  // Ordered: every phase from `finishing` on means "no more I/O, no more callbacks but on_close".
+  enum class phase : std::uint8_t { opening, handshaking, open, closing, finishing, finished };
+  // What brings the read loop back.
+  enum class read_wait : std::uint8_t { none, readiness, posted };
+  enum class write_end : std::uint8_t { open, shut_pending, shut };
 
   struct upgrade_state {
     std::unique_ptr<handler> next;
     std::vector<std::byte> leftover;
   };
 
-  // A file (or part) queued by send_file, and the bytes sent after it.
-  struct file_segment {
-    unique_fd fd;
-    std::uint64_t offset = 0;
-    std::uint64_t remaining = 0;
-    std::vector<std::byte> after;
-  };
-
-  // What only some connections need (TLS, PROXY header, max age, files), allocated on first
-  // use so a plain idle connection does not pay for it.
+  // What only some connections need (handshake, TLS, PROXY header, max age), allocated on
+  // first use so a plain idle connection does not pay for it.
   struct extras {
+    extras();
     ~extras();
-    SSL* ssl = nullptr;
-    tls_info tls;
+    std::unique_ptr<handshake_stage> stage;  // while handshaking
+    std::unique_ptr<tls_transport> tls;      // after a TLS handshake: the transport
     std::optional<proxy::header> proxy;
-    std::vector<std::byte> proxy_bytes;  // header bytes read so far
-    bool proxy_done = false;
-    bool read_wants_write = false;  // SSL_read asked to wait for writability
-    bool write_wants_read = false;  // SSL_write asked to wait for readability
+    bool read_wants_write = false;  // a TLS read asked to wait for writability
+    bool write_wants_read = false;  // a TLS write asked to wait for readability
     bool after_wait = false;        // came from the waiting room (for open_handler)
     connection_timer age_timer;
-    std::deque<file_segment> files;
-    std::size_t after_bytes = 0;  // sum of files[i].after sizes
   };
 
   template <class F>
@@ -165,23 +164,21 @@ class connection_impl final : public connection,
   void open_handler(bool after_wait);
   void handshake_step();
   void on_handshake_io(std::error_code ec);
-  int read_proxy_header();
   void reject_unopened(reject_reason why, std::error_code ec);
   void start_age_timer();
   void arm_read();
   void arm_read_wait();
   void on_readable(std::error_code ec);
-  void on_readable_tls();
   void read_some(bool speculative);
   void rearm_read();
   void post_read();
   const proxy::header* proxied() const noexcept;
   bool write_or_queue(std::span<const std::byte> data);
-  bool tls_write_queued();
-  int flush_files();
+  bool await_write(const io_result& r);
   void close_after_queue(close_reason why);
   void shut_write_now();
-  bool write_pending() const noexcept;
+  bool write_pending() const noexcept { return out_.pending(); }
+  bool write_waits_for_read() const noexcept { return extras_ && extras_->write_wants_read; }
   void arm_write();
   void on_writable_ready(std::error_code ec);
   void flush();
@@ -201,31 +198,29 @@ class connection_impl final : public connection,
   listener_counters& counters_;
   slot slot_;
   stream_socket socket_;
+  transport* transport_ = &plain_transport::instance();  // or extras_->tls
   std::unique_ptr<handler> handler_;
   std::unique_ptr<upgrade_state> upgrade_;
   std::shared_ptr<connection_impl> self_;
   std::unique_ptr<extras> extras_;
-  write_queue queue_;
+  write_path out_;
   compact_address peer_;
   std::uint64_t id_;
   std::chrono::milliseconds read_timeout_;
   std::uint32_t depth_ = 0;
-  state state_ = state::opening;
+  phase phase_ = phase::opening;
+  read_wait read_wait_ = read_wait::none;
+  write_end write_end_ = write_end::open;
   close_reason closing_reason_ = close_reason::local_close;
-  close_reason pending_reason_ = close_reason::local_close;
+  close_reason pending_reason_ = close_reason::local_close;  // of a finish in `finishing`
   std::error_code pending_ec_;
-  bool finish_pending_ = false;
-  bool read_armed_ = false;
-  bool write_armed_ = false;
-  bool paused_ = false;
-  bool want_writable_ = false;
-  bool shutdown_write_pending_ = false;
-  bool write_shut_ = false;
+  bool write_armed_ = false;  // a writable wait is pending
+  bool paused_ = false;       // by pause_reading()
+  bool want_writable_ = false;  // on_writable is owed once the queue drains to low water
   bool draining_ = false;
   bool in_timeout_ = false;
   bool reset_on_close_ = false;
   bool aged_ = false;  // max_connection_age passed: a close says errc::max_age_reached
-  bool tls_ = false;  // extras_->ssl is set: reads and writes go through OpenSSL
   std::uint8_t spec_hits_ = 0;   // speculative-read score, 0..3 (rearm_read)
   std::uint8_t spec_probe_ = 0;  // counts re-arms while the score is 0
 };
