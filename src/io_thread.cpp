@@ -23,6 +23,8 @@ io_thread::io_thread(std::size_t index, std::size_t receive_buffer_size,
     : index_(index),
       receive_buffer_size_(receive_buffer_size),
       receive_buffer_(std::make_unique_for_overwrite<std::byte[]>(receive_buffer_size)),
+      listener_count_(listener_count),
+      registries_(std::make_unique<registry[]>(listener_count)),
       spare_fd_(open_spare_fd()),
       // Reactor locking off: every descriptor and timer of this context is created, used and
       // destroyed on this thread only (cross-thread work is posted, and posting keeps the
@@ -79,20 +81,32 @@ void io_thread::release_io_objects() noexcept {
 }
 
 void io_thread::add(connection_impl& c) noexcept {
-  registry_.push_back(c);
+  registries_[c.listener_index()].push_back(c);
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void io_thread::remove(connection_impl& c) noexcept {
+  // Checked first: an unfiled connection (dropped before it opened) is not asked for its
+  // listener.
   if (!static_cast<list_node<registry_tag>&>(c).linked()) return;
-  registry_.erase(c);
+  registries_[c.listener_index()].erase(c);
   live_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::vector<std::shared_ptr<connection_impl>> io_thread::connections(std::size_t listener) {
+  std::vector<std::shared_ptr<connection_impl>> out;
+  registry& r = registries_[listener];
+  out.reserve(r.size());
+  r.for_each([&](connection_impl& c) { out.push_back(c.shared_from_this()); });
+  return out;
 }
 
 std::vector<std::shared_ptr<connection_impl>> io_thread::connections() {
   std::vector<std::shared_ptr<connection_impl>> out;
-  out.reserve(registry_.size());
-  registry_.for_each([&](connection_impl& c) { out.push_back(c.shared_from_this()); });
+  out.reserve(live_.load(std::memory_order_relaxed));
+  for (std::size_t l = 0; l < listener_count_; ++l) {
+    registries_[l].for_each([&](connection_impl& c) { out.push_back(c.shared_from_this()); });
+  }
   return out;
 }
 

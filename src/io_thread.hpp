@@ -1,7 +1,7 @@
 #pragma once
 // One io thread: its io_context, its receive buffer (shared by all its connections: DESIGN.md
-// "Read buffers"), its connection registry (for draining), its read timeouts, its event-loop
-// lag probe and its reserve descriptor for EMFILE.
+// "Read buffers"), its connection registries (one per listener, for draining), its read
+// timeouts, its event-loop lag probe and its reserve descriptor for EMFILE.
 
 #include <array>
 #include <atomic>
@@ -49,10 +49,15 @@ class io_thread {
   std::size_t receive_buffer_size() const noexcept { return receive_buffer_size_; }
   read_timeouts& timeouts() noexcept { return *timeouts_; }
 
-  // Registry of live connections on this thread (owner thread only).
+  // Registries of live connections on this thread, one per listener, so a listener's drain
+  // visits only its own connections (owner thread only). add() files `c` under its
+  // listener_index(); remove() is a no-op for a connection that is not filed.
   void add(connection_impl& c) noexcept;
   void remove(connection_impl& c) noexcept;
-  // Shared owners of every live connection (callbacks may end connections while we iterate).
+  // Shared owners of every live connection of `listener` on this thread (callbacks may end
+  // connections while the caller iterates).
+  std::vector<std::shared_ptr<connection_impl>> connections(std::size_t listener);
+  // The same for every listener.
   std::vector<std::shared_ptr<connection_impl>> connections();
   std::size_t connection_count() const noexcept {
     return live_.load(std::memory_order_relaxed);
@@ -78,7 +83,9 @@ class io_thread {
   std::vector<std::unique_ptr<listener_counters>> counters_;
   const std::size_t receive_buffer_size_;
   std::unique_ptr<std::byte[]> receive_buffer_;
-  intrusive_list<connection_impl, registry_tag> registry_;
+  using registry = intrusive_list<connection_impl, registry_tag>;
+  const std::size_t listener_count_;
+  std::unique_ptr<registry[]> registries_;  // [listener]; not movable (self-linked heads)
   std::atomic<std::size_t> live_{0};
   std::uint64_t id_counter_ = 0;
   int spare_fd_ = -1;

@@ -1,12 +1,9 @@
 #include "listener.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,9 +14,9 @@
 #include "acceptor.hpp"
 #include "atoll/error.hpp"
 #include "atoll/log.hpp"
-#include "config_validation.hpp"
 #include "connection_impl.hpp"
 #include "io_thread.hpp"
+#include "listen_socket.hpp"
 #include "server_impl.hpp"
 #include "tls_context.hpp"
 
@@ -33,39 +30,6 @@ constexpr int reject_drain_reads = 4;
 
 std::string default_name(std::size_t index, const listener_config& c) {
   return c.name.empty() ? "listener" + std::to_string(index) : c.name;
-}
-
-std::error_code last_errno() { return {errno, std::system_category()}; }
-
-endpoint local_address(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return endpoint(reinterpret_cast<sockaddr*>(&ss), len);
-}
-
-bool set_nonblocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
-
-// A Unix socket file nobody accepts on (left by a crashed process) is replaced; a live one,
-// or a file that is not a socket, is an error (EADDRINUSE), never silently taken over.
-std::error_code clear_stale_unix_socket(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return {};
-  if (!S_ISSOCK(st.st_mode)) return std::make_error_code(std::errc::address_in_use);
-  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) return last_errno();
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  std::memcpy(sun.sun_path, path.data(), path.size());
-  const int rc = ::connect(probe, reinterpret_cast<sockaddr*>(&sun), sizeof sun);
-  const int err = errno;
-  ::close(probe);
-  if (rc == 0) return std::make_error_code(std::errc::address_in_use);
-  if (err == ECONNREFUSED) ::unlink(path.c_str());
-  return {};
 }
 
 }  // namespace
@@ -84,7 +48,8 @@ listener_state::listener_state(server_impl& server, std::size_t index, listener_
         asio::post(t.executor(), [this, &t, w = std::move(w), s = std::move(s)]() mutable {
           admit(t, std::move(w.fd), std::move(s), w.peer, true);
         });
-      }) {}
+      }),
+      admission_(sup_, admission_rules{config_.retry_count, config_.retry_wait}) {}
 
 listener_state::~listener_state() = default;
 
@@ -139,102 +104,18 @@ std::vector<std::size_t> listener_state::acceptor_threads() const {
 
 void listener_state::bind(std::error_code& ec, std::string& what) {
   std::lock_guard lock(mutex_);
-  listen_fds_.clear();
-  bound_.clear();
-  const std::string label = "listener[" + std::to_string(index_) + "] '" + name_ + "'";
-  auto fail = [&](std::error_code e, const std::string& op) {
+  std::error_code e;
+  std::string op;
+  listen_sockets s = open_listen_sockets(config_, acceptor_threads().size(), resolved_port_, e, op);
+  // As far as they got, even on failure (a later reuse_port socket may fail after the first
+  // got its port; an adopted descriptor listens before its dup fails).
+  if (s.port != 0) resolved_port_ = s.port;
+  if (s.adopted) adopted_ = true;
+  listen_fds_ = std::move(s.fds);
+  bound_ = std::move(s.bound);
+  if (e) {
     ec = e;
-    what = "atoll: " + label + ": " + op;
-    listen_fds_.clear();
-    bound_.clear();
-  };
-
-  if (config_.adopt_fd >= 0) {
-    int type = 0;
-    socklen_t len = sizeof type;
-    if (::getsockopt(config_.adopt_fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-      return fail(last_errno(), "adopt_fd " + std::to_string(config_.adopt_fd));
-    }
-    if (type != SOCK_STREAM) {
-      return fail(std::make_error_code(std::errc::not_supported),
-                  "adopt_fd " + std::to_string(config_.adopt_fd) + " is not a stream socket");
-    }
-    if (!set_nonblocking(config_.adopt_fd) ||
-        ::listen(config_.adopt_fd, config_.backlog) != 0) {
-      return fail(last_errno(), "listen on adopt_fd " + std::to_string(config_.adopt_fd));
-    }
-    adopted_ = true;
-    // Not owned by a unique_fd: an adopted descriptor survives suspend(); it is closed at
-    // the final stop_accepting().
-    listen_fds_.emplace_back(::dup(config_.adopt_fd));
-    if (!listen_fds_.back()) return fail(last_errno(), "dup adopt_fd");
-    bound_.push_back(local_address(config_.adopt_fd));
-    return;
-  }
-
-  if (!config_.unix_path.empty()) {
-    const std::string& path = config_.unix_path;
-    if (auto e = clear_stale_unix_socket(path)) return fail(e, "bind unix:" + path);
-    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd) return fail(last_errno(), "socket unix:" + path);
-    sockaddr_un sun{};
-    sun.sun_family = AF_UNIX;
-    std::memcpy(sun.sun_path, path.data(), path.size());
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-      return fail(last_errno(), "bind unix:" + path);
-    }
-    if (::listen(fd.get(), config_.backlog) != 0) {
-      const auto e = last_errno();
-      ::unlink(path.c_str());
-      return fail(e, "listen unix:" + path);
-    }
-    bound_.push_back(local_address(fd.get()));
-    listen_fds_.push_back(std::move(fd));
-    return;
-  }
-
-  // TCP: with reuse_port one socket per acceptor, all on one port (a port 0 request binds
-  // the first one and the rest join its port).
-  sockaddr_storage addr{};
-  socklen_t addr_len = 0;
-  if (!parse_host(config_.host, resolved_port_ ? resolved_port_ : config_.port, addr,
-                  addr_len)) {
-    return fail(std::make_error_code(std::errc::invalid_argument), "host " + config_.host);
-  }
-  const std::size_t sockets = config_.reuse_port ? acceptor_threads().size() : 1;
-  for (std::size_t i = 0; i < sockets; ++i) {
-    const std::string where = endpoint(reinterpret_cast<sockaddr*>(&addr), addr_len).to_string();
-    unique_fd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                          IPPROTO_TCP));
-    if (!fd) return fail(last_errno(), "socket " + where);
-    const int one = 1;
-    // SO_REUSEADDR: restart without waiting for TIME_WAIT (as Ranch/Thousand Island force).
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (config_.reuse_port &&
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      return fail(last_errno(), "SO_REUSEPORT " + where);
-    }
-    if (addr.ss_family == AF_INET6) {
-      const int v6only = config_.v6_only ? 1 : 0;
-      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-    }
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
-      return fail(last_errno(), "bind " + where);
-    }
-    if (::listen(fd.get(), config_.backlog) != 0) return fail(last_errno(), "listen " + where);
-    endpoint ep = local_address(fd.get());
-    if (i == 0) {
-      resolved_port_ = ep.port();
-      // Join the port the kernel chose (port 0), for the other reuse_port sockets and for a
-      // resume() after suspend().
-      if (addr.ss_family == AF_INET) {
-        reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(resolved_port_);
-      } else {
-        reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(resolved_port_);
-      }
-    }
-    bound_.push_back(ep);
-    listen_fds_.push_back(std::move(fd));
+    what = "atoll: listener[" + std::to_string(index_) + "] '" + name_ + "': " + op;
   }
 }
 
@@ -334,19 +215,15 @@ void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* add
   if (stopping()) return reject(ctr, std::move(fd), reject_reason::shutdown, peer);
   if (peer.family() != AF_UNIX) apply_socket_options(fd.get());
 
-  if (config_.retry_count == 0) {
-    if (slot s = sup_.try_acquire()) return admit(t, std::move(fd), std::move(s), peer, false);
-    return reject(ctr, std::move(fd), reject_reason::limit, peer);
-  }
-  // With retries, sockets already waiting go first: a newcomer never overtakes them.
-  if (sup_.waiting() == 0) {
-    if (slot s = sup_.try_acquire()) return admit(t, std::move(fd), std::move(s), peer, false);
-  }
-  waiter w{std::move(fd), peer,
-           clock::now() + config_.retry_wait * static_cast<std::int64_t>(config_.retry_count),
-           t.index()};
-  if (!sup_.enqueue(w)) {
-    return reject(ctr, std::move(w.fd), reject_reason::waiting_room_full, peer);
+  waiter w{std::move(fd), peer, {}, t.index()};
+  admission_verdict v = admission_.decide(w, clock::now());
+  switch (v.what) {
+    case admission_verdict::action::admit:
+      return admit(t, std::move(w.fd), std::move(v.granted), peer, false);
+    case admission_verdict::action::reject:
+      return reject(ctr, std::move(w.fd), v.why, peer);
+    case admission_verdict::action::wait:
+      break;
   }
   if (server_.has_event_sink()) {
     server_.emit(event::waiting(index_, peer.to_endpoint()));
@@ -432,7 +309,7 @@ void listener_state::schedule_expiry() {
 
 void listener_state::arm_expiry() {
   if (!expiry_timer_) return;
-  const auto next = sup_.next_deadline();
+  const auto next = admission_.next_expiry();
   if (!next) return;
   if (expiry_armed_ && *next >= expiry_at_) return;
   expiry_armed_ = true;
@@ -448,14 +325,16 @@ void listener_state::arm_expiry() {
 
 void listener_state::expire_waiters() {
   listener_counters& ctr = server_.thread(home_thread_).counters(index_);
-  for (auto& w : sup_.take_expired(clock::now())) {
+  for (auto& w : admission_.expire(clock::now())) {
     reject(ctr, std::move(w.fd), reject_reason::wait_expired, w.peer);
   }
 }
 
 void listener_state::reject_all_waiters() {
   listener_counters& ctr = server_.thread(home_thread_).counters(index_);
-  for (auto& w : sup_.take_all()) reject(ctr, std::move(w.fd), reject_reason::shutdown, w.peer);
+  for (auto& w : admission_.evict_all()) {
+    reject(ctr, std::move(w.fd), reject_reason::shutdown, w.peer);
+  }
 }
 
 // ---- stats and warnings ---------------------------------------------------------------------

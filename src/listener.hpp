@@ -1,6 +1,8 @@
 #pragma once
-// One configured listener: its listen sockets, acceptors, supervisor (limit + waiting room),
-// counters' aggregation and rate-limited warnings.
+// One configured listener: its listen sockets (opened by listen_socket.hpp), acceptors,
+// supervisor (limit + waiting room) and the admission policy over it (admission.hpp), which it
+// carries out (admits, rejects, expires waiters on a timer); counters' aggregation and
+// rate-limited warnings.
 
 #include <atomic>
 #include <map>
@@ -12,6 +14,7 @@
 #include <system_error>
 #include <vector>
 
+#include "admission.hpp"
 #include "asio_types.hpp"
 #include "atoll/endpoint.hpp"
 #include "atoll/handler.hpp"
@@ -105,6 +108,7 @@ class listener_state {
   const handler_factory factory_;
   const std::string name_;
   supervisor sup_;
+  admission admission_;  // the rules over sup_ (declared after it)
   std::unique_ptr<tls_context> tls_;
   // Per alarm: when it last fired (steady clock, ns since epoch; min = never).
   std::unique_ptr<std::atomic<std::int64_t>[]> alarm_fired_;

@@ -201,9 +201,7 @@ void server_impl::drain(std::optional<std::chrono::milliseconds> timeout) {
     const std::size_t index = l->index();
     for (std::size_t i = 0; i < threads_.size(); ++i) {
       execute(i, [t = threads_[i].get(), index] {
-        for (auto& c : t->connections()) {
-          if (c->listener_index() == index) c->force_close();
-        }
+        for (auto& c : t->connections(index)) c->force_close();
       });
     }
   }

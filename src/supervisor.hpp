@@ -1,5 +1,6 @@
 #pragma once
 // The limit of one listener: the live-connection count, the waiting room, and slots.
+// The rules that decide between admit, wait and reject over it are in admission.hpp.
 //
 // A slot is the right to be one of the `max_connections` live connections. It is an RAII
 // object: acquired by the CAS in try_acquire(), released in exactly one place (its destructor
