@@ -625,7 +625,7 @@ plot '{dat}' using 2:xtic(1) title "RSS / connection" lc rgb "#1f77b4", 512 with
             a, b = idle_med.get("atoll-tls"), idle_med.get("asio-tls")
             if a and b:
                 verdicts.append(
-                    (f"idle TLS at {idle_n}: server RSS per connection ≤ bare Asio `ssl::stream`'s",
+                    (f"TLS idle at {idle_n}: server RSS per connection ≤ bare Asio `ssl::stream`'s",
                      f"{fmt(a['per'])} B (bare Asio {fmt(b['per'])} B)",
                      verdict(a["per"] is not None and b["per"] is not None and a["per"] <= b["per"])))
         if verdicts:
@@ -906,10 +906,14 @@ plot """ + ", \\\n     ".join(series) + "\n",
                 + "/".join(f"{fmt(self.ws_ratios[s]['msgs'])}×" for s in sizes)
                 + " Node `ws`."
             )
+        if getattr(self, "tls_ratios", None):
+            parts.append(
+                f"TLS echo 1 KiB, 50 connections: msgs/s {fmt(self.tls_ratios['msgs'])}×, server "
+                f"CPU per message {fmt(self.tls_ratios['cpu'])}× bare Asio `ssl::stream`.")
         for t, m, v in self.targets:
             if t.startswith("churn"):
                 parts.append(f"Churn: {m} the connections/s of bare Asio.")
-            if t.startswith("idle"):
+            if t.startswith("idle:"):
                 parts.append(f"Idle: {m} of server RSS per connection at 10,000 (target 512 B).")
         missed = [t for t, m, v in self.targets if "missed" in v]
         met = [t for t, m, v in self.targets if v.startswith("met")]
