@@ -3,16 +3,18 @@
 
     python3 bench/report.py RESULTS_DIR OUT.md PLOTS_DIR
     python3 bench/report.py --attacks-only RESULTS_DIR OUT.md
+    python3 bench/report.py --tls-only RESULTS_DIR OUT.md
 
 RESULTS_DIR holds machine.env and the JSON lines written by bench/run (echo.jsonl, ws.jsonl,
-churn.jsonl, idle.jsonl, overload.jsonl, attack.jsonl, micro.json). --attacks-only replaces
-just the "## Attacks" section of OUT.md (bench/run --only attack), or writes a document with
-only that section if OUT.md does not exist. The Attacks section also shows the reference run
+tls.jsonl, churn.jsonl, idle.jsonl, overload.jsonl, attack.jsonl, micro.json). --attacks-only
+replaces just the "## Attacks" section of OUT.md (bench/run --only attack), --tls-only just the
+"## TLS" section (bench/run --only tls); either writes a document with only that section if
+OUT.md does not exist. The Attacks section also shows the reference run
 kept in bench/attacks-before/ (machine.env + attack.jsonl of the same scenarios before the
 fixes of issue 9) when it is there. Medians over rounds; ratios are
 atoll / bare Asio and, for echo, atoll and bare Asio / the plain epoll server (the kernel's own
 cost, bench/baseline/epoll_echo.cpp), and for WebSocket atoll's WebSocket echo / atoll's raw
-echo and / Node `ws`.
+echo and / Node `ws`, and for TLS atoll-echo / bare Asio's `ssl::stream` echo.
 bench/profile.md (hand-written: where the CPU goes) is appended if present.
 """
 
@@ -151,6 +153,34 @@ WS_SERVERS = {
 }
 
 
+# The servers of the TLS rows (bench/run's names), in table order.
+TLS_SERVERS = {
+    "atoll-tls": "atoll (`atoll-echo --tls-cert`)",
+    "asio-tls": "bare Asio `ssl::stream` (`bare-asio-tls-echo`)",
+}
+
+
+def idle_summary(runs):
+    """Medians over the rounds of one idle configuration."""
+    return {
+        "held": median([r["established"] for r in runs]),
+        "before": median([get(r, "server", "rss_before_kib") for r in runs]),
+        "after": median([get(r, "server", "rss_kib") for r in runs]),
+        "per": median([get(r, "server", "rss_bytes_per_conn") for r in runs]),
+    }
+
+
+IDLE_HEADER = [
+    "| server | connections held | RSS before | RSS with connections | RSS per connection (bytes) |",
+    "|---|---:|---:|---:|---:|",
+]
+
+
+def idle_row(name, m):
+    return (f"| {name} | {fmt(m['held'])} | {fmt(m['before'])} KiB | {fmt(m['after'])} KiB | "
+            f"{fmt(m['per'])} |")
+
+
 def paired_ratios(a_runs, b_runs, *keys):
     """Ratios of run r of A to run r of B (adjacent in time), as "min–max"."""
     pa = dict(a_runs)
@@ -173,6 +203,7 @@ class report:
                     self.env[k] = v
         self.echo = load_lines(os.path.join(results_dir, "echo.jsonl"))
         self.ws = load_lines(os.path.join(results_dir, "ws.jsonl"))
+        self.tls = load_lines(os.path.join(results_dir, "tls.jsonl"))
         self.churn = load_lines(os.path.join(results_dir, "churn.jsonl"))
         self.idle = load_lines(os.path.join(results_dir, "idle.jsonl"))
         self.overload = load_lines(os.path.join(results_dir, "overload.jsonl"))
@@ -478,25 +509,15 @@ plot '{dat}' using 2:xtic(1) title "atoll WebSocket" lc rgb "#1f77b4", \\
         by = {}
         for rec in self.idle:
             by.setdefault(rec["server"], []).append(rec["result"])
-        lines = [
-            "| server | connections held | RSS before | RSS with connections | RSS per connection (bytes) |",
-            "|---|---:|---:|---:|---:|",
-        ]
+        lines = list(IDLE_HEADER)
         med = {}
         for s in ("atoll", "asio"):
             runs = by.get(s, [])
             if not runs:
                 continue
-            m = {
-                "held": median([r["established"] for r in runs]),
-                "before": median([get(r, "server", "rss_before_kib") for r in runs]),
-                "after": median([get(r, "server", "rss_kib") for r in runs]),
-                "per": median([get(r, "server", "rss_bytes_per_conn") for r in runs]),
-            }
+            m = idle_summary(runs)
             med[s] = m
-            lines.append(
-                f"| {'atoll' if s == 'atoll' else 'bare Asio'} | {fmt(m['held'])} | {fmt(m['before'])} KiB | {fmt(m['after'])} KiB | {fmt(m['per'])} |"
-            )
+            lines.append(idle_row("atoll" if s == "atoll" else "bare Asio", m))
         if "atoll" in med:
             per = med["atoll"]["per"]
             self.targets.append(
@@ -525,6 +546,96 @@ plot '{dat}' using 2:xtic(1) title "RSS / connection" lc rgb "#1f77b4", 512 with
 """,
             )
         return lines
+
+    # ---- TLS ----------------------------------------------------------------------------
+    def tls_section(self):
+        """The "## TLS" section: echo 1 KiB over TLS 1.3 and idle TLS connections, atoll-echo
+        against bare Asio's ssl::stream echo (issue 10: no regression on TLS)."""
+        doc = ["## TLS", ""]
+        w = doc.append
+        e = self.env
+        idle_n = e.get("tls_idle_conns", "N")
+        w("`atoll-load echo --tls -c 50 --size 1024 --inflight 1` and `atoll-load idle --tls -c "
+          f"{idle_n} --src-ips 16` (TLS 1.3 client: OpenSSL, no certificate verification, no "
+          "resumption, so every connection pays a full handshake before the measured window) "
+          "against `atoll-echo --threads 1 --tls-cert --tls-key` (atoll's TLS defaults: "
+          "`SSL_MODE_RELEASE_BUFFERS`, no session tickets) and `bare-asio-tls-echo --threads 1` "
+          "(`bench/baseline/tls_echo_server.cpp`: `asio::ssl::stream<tcp::socket>`, "
+          "async_handshake, then async_read_some into a 4 KiB buffer per connection and "
+          "async_write, TLS 1.3 only, OpenSSL's defaults otherwise, as Asio's ssl example "
+          "has them), both with one throwaway EC P-256 certificate made by `openssl req` for "
+          "the run; alternating A B in every round, a fresh server per run. Idle: RSS per "
+          "connection after the handshake and a 1-byte echo each.")
+        w("")
+        echo_rows, idle_rows = {}, {}
+        for rec in self.tls:
+            r = rec["result"]
+            into = idle_rows if r.get("mode") == "idle" else echo_rows
+            into.setdefault(rec["server"], []).append((rec["round"], r))
+        if not self.tls:
+            w("Not part of this run (no `tls.jsonl`: `bare-asio-tls-echo` or the `openssl` "
+              "command was missing, or the run predates the TLS rows).")
+            w("")
+            return doc
+        w(f"This run: commit {e.get('commit')}, {e.get('date')}, `{e.get('command')}`, "
+          f"{e.get('rounds', '?')} round(s), {e.get('openssl', 'OpenSSL ?')}"
+          + (f"; load average {e.get('loadavg_start')} at the start, CPUs "
+             f"{e.get('cpu_busy_before_pct')} % busy before measuring" if e.get("loadavg_start") else "")
+          + ".")
+        w("")
+        verdicts = []
+        med = {}
+        if echo_rows:
+            w("| server | " + ECHO_COLUMNS + " |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for s, name in TLS_SERVERS.items():
+                runs = [r for _, r in echo_rows.get(s, [])]
+                if runs:
+                    med[s] = echo_summary(runs)
+                    w(f"| {name} | {echo_row(med[s])} |")
+            w("")
+            a, b = med.get("atoll-tls"), med.get("asio-tls")
+            if a and b:
+                rr = {k: ratio(a[k], b[k]) for k in ("msgs", "cpu", "user", "p99")}
+                spread = paired_ratios(echo_rows["atoll-tls"], echo_rows["asio-tls"], "server",
+                                       "on_cpu_us_per_msg")
+                w(f"atoll / bare Asio `ssl::stream`: msgs/s **{fmt(rr['msgs'])}×**, server CPU per "
+                  f"message (exact total) **{fmt(rr['cpu'])}×** (paired runs {spread}), user CPU "
+                  f"per message {fmt(rr['user'])}×, p99 round trip {fmt(a['p99'])} µs against "
+                  f"{fmt(b['p99'])} µs ({fmt(rr['p99'])}×).")
+                w("")
+                self.tls_ratios = rr
+                verdicts += [
+                    ("TLS echo 1 KiB, 50 conn: msgs/s ≥ 1.0× bare Asio `ssl::stream` (issue 10: "
+                     "no regression)", f"{fmt(rr['msgs'])}×",
+                     verdict(rr["msgs"] is not None and rr["msgs"] >= 1.0)),
+                    ("TLS echo 1 KiB, 50 conn: server CPU/msg ≤ 1.0× bare Asio `ssl::stream`",
+                     f"{fmt(rr['cpu'])}× (exact total; user {fmt(rr['user'])}×)",
+                     verdict(rr["cpu"] is not None and rr["cpu"] <= 1.0)),
+                ]
+        idle_med = {}
+        if idle_rows:
+            doc.extend(IDLE_HEADER)
+            for s, name in TLS_SERVERS.items():
+                runs = [r for _, r in idle_rows.get(s, [])]
+                if runs:
+                    idle_med[s] = idle_summary(runs)
+                    w(idle_row(name, idle_med[s]))
+            w("")
+            a, b = idle_med.get("atoll-tls"), idle_med.get("asio-tls")
+            if a and b:
+                verdicts.append(
+                    (f"TLS idle at {idle_n}: server RSS per connection ≤ bare Asio `ssl::stream`'s",
+                     f"{fmt(a['per'])} B (bare Asio {fmt(b['per'])} B)",
+                     verdict(a["per"] is not None and b["per"] is not None and a["per"] <= b["per"])))
+        if verdicts:
+            w("| target | measured | |")
+            w("|---|---|---|")
+            for t, m, v in verdicts:
+                w(f"| {t} | {m} | {v} |")
+            w("")
+        self.targets += verdicts
+        return doc
 
     # ---- overload -----------------------------------------------------------------------
     def overload_table(self):
@@ -795,10 +906,14 @@ plot """ + ", \\\n     ".join(series) + "\n",
                 + "/".join(f"{fmt(self.ws_ratios[s]['msgs'])}×" for s in sizes)
                 + " Node `ws`."
             )
+        if getattr(self, "tls_ratios", None):
+            parts.append(
+                f"TLS echo 1 KiB, 50 connections: msgs/s {fmt(self.tls_ratios['msgs'])}×, server "
+                f"CPU per message {fmt(self.tls_ratios['cpu'])}× bare Asio `ssl::stream`.")
         for t, m, v in self.targets:
             if t.startswith("churn"):
                 parts.append(f"Churn: {m} the connections/s of bare Asio.")
-            if t.startswith("idle"):
+            if t.startswith("idle:"):
                 parts.append(f"Idle: {m} of server RSS per connection at 10,000 (target 512 B).")
         missed = [t for t, m, v in self.targets if "missed" in v]
         met = [t for t, m, v in self.targets if v.startswith("met")]
@@ -813,6 +928,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
         echo_lines, echo_ratio_lines, conns = self.echo_table()
         self.echo_plots(conns)
         ws_lines, ws_ratio_lines = self.ws_table()
+        tls_lines = self.tls_section()
         churn_lines = self.churn_table()
         idle_lines = self.idle_table()
         overload_lines = self.overload_table()
@@ -925,6 +1041,7 @@ plot """ + ", \\\n     ".join(series) + "\n",
             w("Not part of this run (no `ws.jsonl`: `atoll-ws-echo` was not built, or the run "
               "predates the WebSocket rows).")
             w("")
+        doc += tls_lines
         w("## Churn")
         w("")
         w("`atoll-load churn -c 8 --src-ips 16`: 8 lanes of connect → 1-byte echo → close.")
@@ -984,17 +1101,26 @@ plot """ + ", \\\n     ".join(series) + "\n",
             f.write("\n".join(doc) + "\n")
 
 
+# The sections bench/run --only rewrites on their own: flag -> (method, heading, the heading
+# a new section goes before).
+ONLY_SECTIONS = {
+    "--attacks-only": (report.attack_section, "## Attacks", "## Micro-benchmarks"),
+    "--tls-only": (report.tls_section, "## TLS", "## Churn"),
+}
+
+
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--attacks-only":
+    if len(sys.argv) == 4 and sys.argv[1] in ONLY_SECTIONS:
+        make, heading, before = ONLY_SECTIONS[sys.argv[1]]
         results_dir, out_md = sys.argv[2:]
-        section = report(results_dir, None, None).attack_section()
+        section = make(report(results_dir, None, None))
         if os.path.exists(out_md):
             with open(out_md) as f:
                 text = f.read()
         else:
             text = "# atoll benchmark results\n\n"
         with open(out_md, "w") as f:
-            f.write(replace_section(text, "## Attacks", section, "## Micro-benchmarks"))
+            f.write(replace_section(text, heading, section, before))
         return 0
     if len(sys.argv) != 4:
         sys.stderr.write(__doc__)

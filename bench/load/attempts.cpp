@@ -135,7 +135,7 @@ bool held_conn::open(std::int64_t now) {
 void held_conn::send_probe(std::int64_t now) {
   probe_sent_ = now;
   const char byte = 'h';
-  if (::send(fd_, &byte, 1, MSG_NOSIGNAL) != 1) lose(classify_errno(errno));
+  if (io_.send(&byte, 1) != 1) lose(classify_errno(errno));
 }
 
 bool held_conn::check(std::int64_t now) {
@@ -146,6 +146,7 @@ bool held_conn::check(std::int64_t now) {
 }
 
 void held_conn::close() noexcept {
+  io_.reset();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
@@ -162,13 +163,16 @@ void held_conn::on_event(std::uint32_t events) {
   if (state_ == state::connecting) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     if (const int err = socket_error(fd_); err != 0) return lose(classify_errno(err));
-    state_ = state::verifying;
+    if (!io_.attach(fd_, tls_)) return lose(classify_errno(errno));
+    state_ = io_.tls() ? state::tls_handshaking : state::verifying;
     loop_.modify(fd_, EPOLLIN | EPOLLRDHUP, this);
+    if (io_.tls()) return tls_step(now);
     send_probe(now);
     return;
   }
+  if (state_ == state::tls_handshaking) return tls_step(now);
   char buf[64];
-  const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+  const ssize_t n = io_.recv(buf, sizeof buf);
   if (n > 0) {
     if (state_ == state::verifying || state_ == state::checking) {
       rtt_.record(now - probe_sent_);
@@ -180,6 +184,18 @@ void held_conn::on_event(std::uint32_t events) {
   if (n == 0) return lose(outcome::closed_by_server);
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
   lose(classify_errno(errno));
+}
+
+void held_conn::tls_step(std::int64_t now) {
+  const int r = io_.handshake();
+  if (r < 0) return lose(classify_errno(errno));
+  if (r == 0) {
+    loop_.modify(fd_, EPOLLIN | EPOLLRDHUP | (io_.blocked_on_write() ? EPOLLOUT : 0u), this);
+    return;
+  }
+  loop_.modify(fd_, EPOLLIN | EPOLLRDHUP, this);
+  state_ = state::verifying;
+  send_probe(now);
 }
 
 }  // namespace atoll_load

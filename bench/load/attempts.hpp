@@ -1,7 +1,8 @@
 #pragma once
 // Short-lived attempts (connect → send a request → wait for the reply → close), as used by
 // churn, the overload extra clients and health probes; and held connections (connect, verify
-// with a 1-byte echo, keep open, check again on demand), as used by overload and idle.
+// with a 1-byte echo, keep open, check again on demand), as used by overload and idle; held
+// connections optionally over TLS (idle --tls).
 
 #include <cstdint>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "tls_stream.hpp"
 
 namespace atoll_load {
 
@@ -80,14 +82,15 @@ class attempt_pool {
   std::vector<attempt*> live_;
 };
 
-// A connection kept open: established and verified with a 1-byte echo, then checked again
-// with check() whenever its owner wants (overload: are held connections still answered?).
+// A connection kept open: established (with `tls`: TLS handshake done) and verified with a
+// 1-byte echo, then checked again with check() whenever its owner wants (overload: are held
+// connections still answered?).
 class held_conn final : public pollable {
  public:
-  enum class state : std::uint8_t { connecting, verifying, idle, checking, lost };
+  enum class state : std::uint8_t { connecting, tls_handshaking, verifying, idle, checking, lost };
 
-  held_conn(event_loop& loop, const target& to, source_addresses& from)
-      : loop_(loop), to_(to), from_(from) {}
+  held_conn(event_loop& loop, const target& to, source_addresses& from, SSL_CTX* tls = nullptr)
+      : loop_(loop), to_(to), from_(from), tls_(tls) {}
   ~held_conn() override { close(); }
   held_conn(const held_conn&) = delete;
   held_conn& operator=(const held_conn&) = delete;
@@ -110,11 +113,14 @@ class held_conn final : public pollable {
  private:
   void lose(outcome why);
   void send_probe(std::int64_t now);
+  void tls_step(std::int64_t now);
 
   event_loop& loop_;
   const target& to_;
   source_addresses& from_;
+  SSL_CTX* tls_;
   int fd_ = -1;
+  byte_stream io_;
   state state_ = state::lost;
   outcome lost_because_ = outcome::served;
   std::int64_t opened_ = 0;

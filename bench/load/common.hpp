@@ -43,6 +43,7 @@ struct options {
   std::size_t inflight = 1;      // echo: messages in flight per connection (1 = ping-pong)
   std::optional<pid_t> server_pid;
   std::size_t src_ips = 1;  // spread clients over 127.0.0.1 .. 127.0.0.N
+  bool tls = false;         // echo, ws-echo, idle: TLS 1.3 client (tls_stream.hpp)
   // overload
   std::size_t held = 100;  // N connections held (the server's limit)
   std::size_t extra = 50;  // K extra clients at most at once

@@ -7,6 +7,7 @@
 //   atoll-load churn    --port P -c 8 [--server-pid PID]
 //   atoll-load overload --port P --held 100 --extra 50 [--rate R] --health-port H
 //   atoll-load idle     --port P -c 10000 --src-ips 8 --server-pid PID
+//   atoll-load echo     --tls --port P -c 50 --size 1024    (also idle --tls, ws-echo --tls)
 //   atoll-load attack   --port P --scenario NAME [--attackers N] --server-pid PID
 //
 // `atoll-load --help` lists every flag.
@@ -62,6 +63,8 @@ void print_help() {
       "  --attempt-timeout-ms MS churn, overload: an attempt with no outcome by then is timed "
       "out (default %lld)\n"
       "  --no-progress           no progress lines on stderr\n"
+      "  --tls                   echo, ws-echo, idle: TLS 1.3 client (OpenSSL, no certificate\n"
+      "                          verification); the handshake precedes the measured window\n"
       "echo, ws-echo:\n"
       "  --size S                message bytes (ws-echo: payload per frame) (default %zu)\n"
       "  --inflight K            messages in flight per connection; 1 = ping-pong (default %zu)\n"
@@ -132,6 +135,10 @@ options parse(int argc, char** argv) {
     }
     if (flag == "--no-progress") {
       o.progress = false;
+      continue;
+    }
+    if (flag == "--tls") {
+      o.tls = true;
       continue;
     }
     std::string_view v;
@@ -205,6 +212,8 @@ options parse(int argc, char** argv) {
   }
   if (o.mode.empty()) bad("MODE", "", "echo, churn, overload, idle, ws-echo or attack");
   if (!have_port) bad("--port", "", "the server's port");
+  if (o.tls && o.mode != "echo" && o.mode != "ws-echo" && o.mode != "idle")
+    bad("--tls", o.mode, "the mode echo, ws-echo or idle");
   return o;
 }
 

@@ -4,7 +4,8 @@
 //
 // ws-echo is this same loop: everything protocol-specific is in `echo_wire` (an optional
 // handshake, the bytes of one request, the size of one reply; echo_wire.hpp), and main.cpp's
-// mode table picks the wire.
+// mode table picks the wire. With --tls every connection first completes a TLS 1.3 handshake
+// (tls_stream.hpp); the connect phase (before warm-up and the measured window) waits for them.
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -15,11 +16,13 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common.hpp"
 #include "echo_wire.hpp"
+#include "tls_stream.hpp"
 
 namespace atoll_load {
 
@@ -42,9 +45,11 @@ class echo_client final : public pollable {
   bool ready() const noexcept { return phase_ == phase::running; }
 
  private:
-  enum class phase : std::uint8_t { connecting, handshaking, running, dead };
+  enum class phase : std::uint8_t { connecting, tls_handshaking, handshaking, running, dead };
 
   void on_connected(std::int64_t now);
+  void tls_step(std::int64_t now);
+  void begin(std::int64_t now);
   void enqueue(std::int64_t now);
   void flush();
   void read_ready(std::int64_t now);
@@ -54,6 +59,7 @@ class echo_client final : public pollable {
 
   echo_run& run_;
   int fd_ = -1;
+  byte_stream io_;
   phase phase_ = phase::connecting;
   std::vector<std::int64_t> sent_at_;  // ring: when each in-flight request was queued
   std::size_t head_ = 0;
@@ -71,6 +77,7 @@ struct echo_run {
   source_addresses sources;
   const target& to;
   echo_wire wire;
+  std::optional<tls_client_context> tls;
   std::vector<char> burst;  // the request repeated, so several can go in one send()
   std::vector<char> recv_buf = std::vector<char>(256 * 1024);
   histogram latency;
@@ -87,6 +94,7 @@ struct echo_run {
         sources(t, o.src_ips),
         to(t),
         wire(o.mode == "ws-echo" ? make_ws_wire(o.size, t.text) : make_raw_wire(o.size)) {
+    if (o.tls) tls.emplace();
     const std::size_t copies = std::max<std::size_t>(o.inflight, 1) + 1;
     for (std::size_t i = 0; i < copies; ++i)
       burst.insert(burst.end(), wire.request.begin(), wire.request.end());
@@ -109,13 +117,15 @@ bool echo_client::start(std::int64_t now) {
 }
 
 void echo_client::fail(int err) {
-  if (phase_ == phase::running || phase_ == phase::handshaking) {
+  if (phase_ == phase::running || phase_ == phase::handshaking ||
+      phase_ == phase::tls_handshaking) {
     ++run_.lost;
   } else {
     ++run_.connect_errors;
   }
   run_.last_error = err;
   phase_ = phase::dead;
+  io_.reset();
   ::close(fd_);
   fd_ = -1;
 }
@@ -133,12 +143,27 @@ void echo_client::on_connected(std::int64_t now) {
   if (err != 0) return fail(err);
   ++run_.connected;
   run_.loop.modify(fd_, EPOLLIN, this);
+  if (!io_.attach(fd_, run_.tls ? run_.tls->native() : nullptr)) return fail(errno);
+  if (io_.tls()) {
+    phase_ = phase::tls_handshaking;
+    return tls_step(now);
+  }
+  begin(now);
+}
+
+void echo_client::tls_step(std::int64_t now) {
+  const int r = io_.handshake();
+  if (r < 0) return fail(errno);
+  set_want_out(r == 0 && io_.blocked_on_write());
+  if (r == 1) begin(now);
+}
+
+// The connection is ready for the wire: its handshake if it has one, else the first requests.
+void echo_client::begin(std::int64_t now) {
   if (!run_.wire.handshake.empty()) {
     phase_ = phase::handshaking;
     const std::string& h = run_.wire.handshake;
-    if (::send(fd_, h.data(), h.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(h.size())) {
-      return fail(errno);
-    }
+    if (io_.send(h.data(), h.size()) != static_cast<ssize_t>(h.size())) return fail(errno);
     return;
   }
   phase_ = phase::running;
@@ -154,14 +179,15 @@ void echo_client::enqueue(std::int64_t now) {
 
 void echo_client::flush() {
   while (owed_ > 0) {
-    const ssize_t n = ::send(fd_, run_.burst.data() + out_pos_, owed_, MSG_NOSIGNAL);
+    const ssize_t n = io_.send(run_.burst.data() + out_pos_, owed_);
     if (n > 0) {
       owed_ -= static_cast<std::size_t>(n);
       out_pos_ = (out_pos_ + static_cast<std::size_t>(n)) % run_.wire.request.size();
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      set_want_out(true);
+      // TLS may wait to read instead (a record still incoming): the next EPOLLIN calls flush.
+      set_want_out(!io_.tls() || io_.blocked_on_write());
       return;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -209,11 +235,13 @@ void echo_client::consume(std::size_t n, const char* data, std::int64_t now) {
 
 void echo_client::read_ready(std::int64_t now) {
   for (int i = 0; i < 8; ++i) {
-    const ssize_t n = ::recv(fd_, run_.recv_buf.data(), run_.recv_buf.size(), 0);
+    const ssize_t n = io_.recv(run_.recv_buf.data(), run_.recv_buf.size());
     if (n > 0) {
       consume(static_cast<std::size_t>(n), run_.recv_buf.data(), now);
       if (phase_ == phase::dead) return;
-      if (static_cast<std::size_t>(n) < run_.recv_buf.size()) break;
+      // A short read drained the socket (TLS: one record read; level-triggered epoll reports
+      // the next one, only bytes the TLS layer already holds need another read now).
+      if (static_cast<std::size_t>(n) < run_.recv_buf.size() && io_.pending() == 0) break;
       continue;
     }
     if (n == 0) return fail(ECONNRESET);  // the server closed an echo connection
@@ -231,6 +259,7 @@ void echo_client::on_event(std::uint32_t events) {
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(now);
     return;
   }
+  if (phase_ == phase::tls_handshaking) return tls_step(now);
   if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
     read_ready(now);
     return;
@@ -262,7 +291,12 @@ int run_echo(const options& o, const target& t) {
     while (started < clients.size() && started - settled < max_connecting) {
       clients[started++]->start(now_ns());
     }
-    if (run.connected + run.connect_errors >= clients.size()) break;
+    if (run.connected + run.connect_errors >= clients.size() &&
+        (!o.tls || std::all_of(clients.begin(), clients.end(), [](const auto& c) {
+          return c->ready() || !c->alive();
+        }))) {
+      break;
+    }
     run.loop.run_once(10);
   }
   const double connect_s = double(now_ns() - t0) / 1e9;
@@ -296,7 +330,7 @@ int run_echo(const options& o, const target& t) {
   const double window = double(w1 - w0) / 1e9;
   const double msgs_per_s = double(run.msgs) / window;
   json_object j;
-  j.str("mode", run.wire.name).str("target", t.text);
+  j.str("mode", run.wire.name).str("target", t.text).boolean("tls", o.tls);
   j.integer("connections", static_cast<std::int64_t>(o.connections));
   j.integer("connected", static_cast<std::int64_t>(run.connected));
   j.integer("connect_errors", static_cast<std::int64_t>(run.connect_errors));

@@ -1,11 +1,12 @@
 // idle: open N connections (each verified with a 1-byte echo, so the server has really taken
-// it on) and hold them for --duration without traffic. With --server-pid: the server's RSS
-// before and after, and the difference per connection.
+// it on; with --tls after a TLS 1.3 handshake) and hold them for --duration without traffic.
+// With --server-pid: the server's RSS before and after, and the difference per connection.
 
 #include <sys/resource.h>
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "attempts.hpp"
@@ -26,6 +27,8 @@ int run_idle(const options& o, const target& t) {
 
   event_loop loop;
   source_addresses sources(t, o.src_ips);
+  std::optional<tls_client_context> tls;
+  if (o.tls) tls.emplace();
   const server_sample before = sample_server(o);
 
   std::vector<std::unique_ptr<held_conn>> conns;
@@ -50,7 +53,8 @@ int run_idle(const options& o, const target& t) {
     }
     if (ready + lost >= o.connections) break;
     while (conns.size() < o.connections && pending < max_connecting) {
-      conns.push_back(std::make_unique<held_conn>(loop, t, sources));
+      conns.push_back(
+          std::make_unique<held_conn>(loop, t, sources, tls ? tls->native() : nullptr));
       conns.back()->open(now_ns());
       ++pending;
     }
@@ -83,7 +87,7 @@ int run_idle(const options& o, const target& t) {
   conns.clear();  // closes them all
 
   json_object j;
-  j.str("mode", "idle").str("target", t.text);
+  j.str("mode", "idle").str("target", t.text).boolean("tls", o.tls);
   j.integer("connections", static_cast<std::int64_t>(o.connections));
   j.integer("established", static_cast<std::int64_t>(ready));
   j.integer("failed", static_cast<std::int64_t>(lost));
