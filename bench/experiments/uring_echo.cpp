@@ -72,7 +72,9 @@ struct connection {
 struct options {
   bool poll_mode = false;
   bool asio = false;
+  int taskrun = -1;  // --taskrun: -1 = per mode (defer standalone, plain under Asio)
 };
+enum taskrun_mode { taskrun_plain, taskrun_coop, taskrun_defer };
 
 class worker {
  public:
@@ -92,7 +94,9 @@ class worker {
   bool init() {
     io_uring_params p{};
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER;
-    if (!opt_.asio) p.flags |= IORING_SETUP_DEFER_TASKRUN;
+    const int taskrun = opt_.taskrun >= 0 ? opt_.taskrun : opt_.asio ? taskrun_plain : taskrun_defer;
+    if (taskrun == taskrun_defer) p.flags |= IORING_SETUP_DEFER_TASKRUN;
+    if (taskrun == taskrun_coop) p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     p.cq_entries = 16384;
     if (int e = io_uring_queue_init_params(4096, &ring_, &p); e < 0) {
       std::fprintf(stderr, "uring-echo: io_uring_queue_init: %s\n", std::strerror(-e));
@@ -430,11 +434,13 @@ int main(int argc, char** argv) {
       port = static_cast<unsigned short>(parse(value, 65535));
     } else if (flag == "--threads") {
       threads = static_cast<unsigned>(std::max(1ul, parse(value, 1024)));
+    } else if (flag == "--taskrun" && (value == "plain" || value == "coop" || value == "defer")) {
+      opt.taskrun = value == "plain" ? taskrun_plain : value == "coop" ? taskrun_coop : taskrun_defer;
     } else if (flag == "--io" && (value == "recv" || value == "poll")) {
       opt.poll_mode = value == "poll";
     } else {
       std::fprintf(stderr,
-                   "usage: uring-echo [--host A] [--port N] [--threads N] [--io recv|poll] [--asio]\n");
+                   "usage: uring-echo [--host A] [--port N] [--threads N] [--io recv|poll] [--asio]\n                  [--taskrun plain|coop|defer]\n");
       return 2;
     }
   }
