@@ -53,6 +53,10 @@
 #include <thread>
 #include <vector>
 
+#ifndef URING_BUF_COUNT
+#define URING_BUF_COUNT 1024
+#endif
+
 namespace {
 
 enum op : std::uint64_t { op_accept, op_recv, op_send, op_poll, op_pollout, op_stop, op_ignore };
@@ -130,7 +134,7 @@ class worker {
   }
 
  private:
-  static constexpr unsigned buf_count = 4096;  // power of two
+  static constexpr unsigned buf_count = URING_BUF_COUNT;  // power of two (-DURING_BUF_COUNT=N)
   static constexpr unsigned buf_size = 4096;
   static constexpr int bgid = 1;
 
