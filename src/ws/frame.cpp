@@ -211,15 +211,12 @@ void append_frame(std::vector<std::byte>& out, frame_header h, std::span<const s
   h.payload_size = payload.size();
   std::array<std::byte, max_frame_header_size> header;
   const std::size_t header_size = write_frame_header(h, header);
+  // insert(), not resize(): the bytes are written once, never zero-filled first.
+  out.reserve(out.size() + header_size + payload.size());
+  out.insert(out.end(), header.begin(), header.begin() + static_cast<std::ptrdiff_t>(header_size));
   const std::size_t start = out.size();
-  out.resize(start + header_size + payload.size());
-  std::memcpy(out.data() + start, header.data(), header_size);
-  if (payload.empty()) return;
-  if (h.masked) {
-    copy_masked(payload, out.data() + start + header_size, h.key, 0);
-  } else {
-    std::memcpy(out.data() + start + header_size, payload.data(), payload.size());
-  }
+  out.insert(out.end(), payload.begin(), payload.end());
+  if (h.masked) apply_mask(std::span{out.data() + start, payload.size()}, h.key, 0);
 }
 
 }  // namespace atl::ws

@@ -63,6 +63,14 @@ std::error_code message_writer::write_message(opcode type, std::span<const std::
   return {};
 }
 
+std::size_t message_writer::message_header(opcode type, std::size_t payload_size,
+                                           std::span<std::byte, max_frame_header_size> header) {
+  if (role_ == role::client || (deflater_ && payload_size >= compress_threshold_)) return 0;
+  frame_header h = make_header(type, true, false);
+  h.payload_size = payload_size;
+  return write_frame_header(h, header);
+}
+
 std::error_code message_writer::write_text(std::string_view text, std::vector<std::byte>& out) {
   return write_message(opcode::text, std::as_bytes(std::span{text.data(), text.size()}), out);
 }

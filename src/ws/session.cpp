@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -69,12 +71,20 @@ class session_impl final : public ws::session, public atl::handler {
   }
 
   void on_data(atl::connection&, std::span<const std::byte> data) override {
-    read_frames(data);
+    // Read in place (issue 10): frames are unmasked where they lie and messages handed to the
+    // user from there, not copied out. `data` is const in the handler interface, but this
+    // handler's is always memory atoll owns, writes itself and does not read again after
+    // on_data returns: the io thread's receive buffer (plain and TLS reads) or the core's copy
+    // of an upgrade's leftover bytes (connection.cpp: read_some, on_readable_tls, settle). A
+    // session_impl is installed only by connection::upgrade from http_stage, so no user code
+    // calls this with memory of its own.
+    read_frames(std::span<std::byte>{const_cast<std::byte*>(data.data()), data.size()});
     // The pong for the last ping of this read (one send, however many pings it held).
     send_pending_pong();
   }
 
-  void read_frames(std::span<const std::byte> data) {
+  void read_frames(const std::span<std::byte> input) {
+    std::span<std::byte> data = input;
     while (state_ == state::open || state_ == state::close_sent) {
       const read_event ev = reader_.next(data);
       switch (ev.kind) {
@@ -82,11 +92,19 @@ class session_impl final : public ws::session, public atl::handler {
           return;
         case read_kind::message:
           if (state_ != state::open) break;  // data after our close is discarded (§1.4)
+          if (ev.in_place) {
+            // The reply to this message may be built in front of it (send_in_place).
+            const auto end = static_cast<std::size_t>(ev.payload.data() - input.data()) +
+                             ev.payload.size();
+            reply_room_ = input.first(end);
+            reply_payload_ = ev.payload.size();
+          }
           if (ev.type == opcode::text) {
             user_->on_text(*this, ev.text());
           } else {
             user_->on_binary(*this, ev.payload);
           }
+          reply_room_ = {};
           break;
         case read_kind::fragment:
           if (state_ != state::open) break;
@@ -156,6 +174,9 @@ class session_impl final : public ws::session, public atl::handler {
   send_result send_message(opcode type, std::span<const std::byte> data) {
     if (state_ != state::open) return send_result::dropped;
     write_pending_pong();
+    if (out_.empty()) {
+      if (auto frame = frame_in_place(type, data); !frame.empty()) return send_frames(frame);
+    }
     if (writer_.write_message(type, data, out_)) {
       // zlib could not compress (out of memory): the compressor is unusable from now on.
       out_.clear();
@@ -218,19 +239,42 @@ class session_impl final : public ws::session, public atl::handler {
     done,        // the close handshake is over or the connection failed; TCP is closing
   };
 
-  // Sends the frames in out_. Flow control (issue 9): when the queue is above the connection's
-  // low-water mark the session stops reading until on_writable, so a peer that does not read
-  // cannot make us queue replies (pongs, echoes) without bound. A peer that lets more than
-  // max_write_buffer pile up anyway is dropped with a close frame 1008, not a bare reset.
+  // The frame for `payload` built in place, when `payload` is (the front of) the message being
+  // delivered, read in place: its header goes into the consumed bytes in front of it (at least
+  // the received frame's own header, 6-14 bytes, where a server header takes 2-10), so the
+  // frame is sent from the receive buffer as one span, with no copy of the payload — an echo
+  // then costs a raw echo plus the unmasking. A gathered send (header + payload) in the core
+  // would do the same for any payload. Empty when that does not apply.
+  std::span<const std::byte> frame_in_place(opcode type, std::span<const std::byte> payload) {
+    if (reply_room_.empty() || payload.empty() || payload.size() > reply_payload_) return {};
+    const std::size_t headroom = reply_room_.size() - reply_payload_;
+    if (payload.data() != reply_room_.data() + headroom) return {};
+    std::array<std::byte, max_frame_header_size> header;
+    const std::size_t n = writer_.message_header(type, payload.size(), header);
+    if (n == 0 || n > headroom) return {};
+    const std::span<std::byte> frame = reply_room_.subspan(headroom - n, n + payload.size());
+    std::memcpy(frame.data(), header.data(), n);
+    return frame;
+  }
+
+  // Sends the frames in out_.
   send_result flush() {
+    const send_result r = send_frames(out_);
+    out_.clear();
+    if (out_.capacity() > max_kept_out_buffer) std::vector<std::byte>().swap(out_);
+    return r;
+  }
+
+  // Flow control (issue 9): when the queue is above the connection's low-water mark the
+  // session stops reading until on_writable, so a peer that does not read cannot make us
+  // queue replies (pongs, echoes) without bound. A peer that lets more than max_write_buffer
+  // pile up anyway is dropped with a close frame 1008, not a bare reset.
+  send_result send_frames(std::span<const std::byte> frames) {
     if (conn_->buffered_amount() > conn_->max_write_buffer()) {
-      out_.clear();
       drop_slow_consumer();
       return send_result::dropped;
     }
-    const send_result r = conn_->send(std::span<const std::byte>(out_));
-    out_.clear();
-    if (out_.capacity() > max_kept_out_buffer) std::vector<std::byte>().swap(out_);
+    const send_result r = conn_->send(frames);
     if (r == send_result::backpressure && state_ != state::done) {
       backpressured_ = true;  // on_writable follows once the queue has drained
       if (!conn_->reading_paused()) {
@@ -354,6 +398,10 @@ class session_impl final : public ws::session, public atl::handler {
   message_reader reader_;
   message_writer writer_;
   std::vector<std::byte> out_;  // frames being built; sent (copied or written) at once
+  // While on_text/on_binary runs for a message read in place: the input from its start to the
+  // message's end (the bytes in front of the message are consumed: frame_in_place's room).
+  std::span<std::byte> reply_room_;
+  std::size_t reply_payload_ = 0;  // the message's size (the end of reply_room_)
   std::vector<std::byte> pending_pong_;  // the last ping's payload while a pong waits
   atl::connection_timer timer_;
   state state_ = state::open;

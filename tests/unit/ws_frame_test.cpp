@@ -302,6 +302,26 @@ TEST(ws_frame, masking_matches_the_byte_wise_definition_for_all_sizes_and_offset
   }
 }
 
+TEST(ws_frame, unmasking_in_place_matches_the_byte_wise_definition_at_every_alignment) {
+  // apply_mask works on 32- and 8-byte words through memcpy: every start address modulo 8,
+  // sizes across the word and unroll boundaries, every key offset, and nothing outside the
+  // span touched.
+  const ws::mask_key key{std::byte{0xa5}, std::byte{0x0f}, std::byte{0x96}, std::byte{0x71}};
+  for (std::size_t align = 0; align < 8; ++align) {
+    for (std::size_t size : {0u, 1u, 3u, 7u, 8u, 9u, 15u, 31u, 32u, 33u, 63u, 65u, 127u, 1001u}) {
+      for (std::uint64_t offset = 0; offset < 5; ++offset) {
+        bytes buffer(align + size + 8);
+        for (std::size_t i = 0; i < buffer.size(); ++i) buffer[i] = static_cast<std::byte>(i * 13);
+        bytes expected = buffer;
+        for (std::size_t i = 0; i < size; ++i) expected[align + i] ^= key[(offset + i) % 4];
+        ws::apply_mask(std::span{buffer}.subspan(align, size), key, offset);
+        ASSERT_EQ(buffer, expected) << "align " << align << " size " << size << " offset "
+                                    << offset;
+      }
+    }
+  }
+}
+
 TEST(ws_frame, unmasking_in_chunks_with_a_running_offset_equals_unmasking_whole) {
   const ws::mask_key key{std::byte{1}, std::byte{0x80}, std::byte{0xff}, std::byte{0x42}};
   bytes data(1000);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "atoll/ws/error.hpp"
 #include "atoll/ws/message_reader.hpp"
 #include "atoll/ws/message_writer.hpp"
+#include "support/process_memory.hpp"
 
 namespace {
 
@@ -40,15 +42,23 @@ void PrintTo(const seen& s, std::ostream* os) {
       << ", ec " << s.ec.message() << "}";
 }
 
-// Feeds `chunks` in order and records every event (stopping at close or error).
+enum class feed { read_only, in_place };
+
+// Feeds `chunks` in order and records every event (stopping at close or error). `in_place`:
+// through the in-place overload, each chunk copied first into a writable buffer of its own
+// (as a receive buffer), which the reader may unmask where it lies.
 std::vector<seen> read_all(ws::message_reader& r,
-                           const std::vector<std::span<const std::byte>>& chunks) {
+                           const std::vector<std::span<const std::byte>>& chunks,
+                           feed how = feed::read_only) {
   std::vector<seen> out;
-  for (auto chunk : chunks) {
+  for (auto input : chunks) {
+    bytes buffer(input.begin(), input.end());
+    std::span<const std::byte> chunk = input;
+    std::span<std::byte> writable{buffer};
     for (;;) {
-      const ws::read_event ev = r.next(chunk);
+      const ws::read_event ev = how == feed::in_place ? r.next(writable) : r.next(chunk);
       if (ev.kind == ws::read_kind::need_more) {
-        EXPECT_TRUE(chunk.empty());
+        EXPECT_TRUE(how == feed::in_place ? writable.empty() : chunk.empty());
         break;
       }
       out.push_back({ev.kind, ev.type, std::string{ev.text()}, ev.last,
@@ -600,18 +610,106 @@ TEST(ws_message, a_mixed_stream_reads_the_same_for_every_split_and_byte_by_byte)
     EXPECT_EQ(expected[1], message(ws::opcode::text, "caf\xc3\xa9 au lait"));
     EXPECT_EQ(expected[4].kind, ws::read_kind::close);
 
-    for (std::size_t split = 0; split <= wire.size(); ++split) {
+    for (feed how : {feed::read_only, feed::in_place}) {
+      for (std::size_t split = 0; split <= wire.size(); ++split) {
+        auto r = make_reader();
+        const auto got = read_all(r,
+                                  {std::span<const std::byte>{wire}.first(split),
+                                   std::span<const std::byte>{wire}.subspan(split)},
+                                  how);
+        ASSERT_EQ(got, expected) << "deflate " << deflate << " split " << split << " in place "
+                                 << (how == feed::in_place);
+      }
       auto r = make_reader();
-      const auto got = read_all(r, {std::span<const std::byte>{wire}.first(split),
-                                    std::span<const std::byte>{wire}.subspan(split)});
-      ASSERT_EQ(got, expected) << "deflate " << deflate << " split " << split;
+      std::vector<std::span<const std::byte>> single_bytes;
+      for (std::size_t i = 0; i < wire.size(); ++i)
+        single_bytes.push_back(std::span{wire}.subspan(i, 1));
+      EXPECT_EQ(read_all(r, single_bytes, how), expected);
     }
-    auto r = make_reader();
-    std::vector<std::span<const std::byte>> single_bytes;
-    for (std::size_t i = 0; i < wire.size(); ++i)
-      single_bytes.push_back(std::span{wire}.subspan(i, 1));
-    EXPECT_EQ(read_all(r, single_bytes), expected);
   }
+}
+
+TEST(ws_message, streaming_in_place_delivers_the_same_pieces_for_every_split) {
+  ws::reader_options o;
+  o.stream_fragments = true;
+  ws::message_writer client{ws::role::client};
+  bytes wire;
+  ASSERT_FALSE(client.write_fragment(ws::opcode::text, to_bytes("caf\xc3"), false, wire));
+  ASSERT_FALSE(client.write_control(ws::opcode::ping, to_bytes("ping!"), wire));
+  ASSERT_FALSE(client.write_fragment(ws::opcode::text, to_bytes("\xa9 au lait"), true, wire));
+  ASSERT_FALSE(client.write_message(ws::opcode::binary, bytes(300, std::byte{7}), wire));
+  // The pieces depend on the split, their concatenation per message does not.
+  auto joined = [](const std::vector<seen>& events) {
+    std::vector<std::string> out{""};
+    for (const auto& e : events) {
+      if (e.kind != ws::read_kind::fragment) continue;
+      out.back() += e.payload;
+      if (e.last) out.emplace_back();
+    }
+    return out;
+  };
+  ws::message_reader whole{o};
+  const auto expected = joined(read_all(whole, {std::span<const std::byte>{wire}}));
+  ASSERT_EQ(expected, (std::vector<std::string>{"caf\xc3\xa9 au lait", std::string(300, '\7'), ""}));
+  for (std::size_t split = 0; split <= wire.size(); ++split) {
+    ws::message_reader r{o};
+    const auto got = read_all(r,
+                              {std::span<const std::byte>{wire}.first(split),
+                               std::span<const std::byte>{wire}.subspan(split)},
+                              feed::in_place);
+    ASSERT_EQ(joined(got), expected) << "split " << split;
+  }
+}
+
+TEST(ws_message, a_frame_wholly_in_the_input_is_delivered_in_place_without_allocating) {
+  ws::message_writer client{ws::role::client};
+  const bytes payload = [] {
+    bytes p(16 * 1024);
+    for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<std::byte>(i * 31 + 1);
+    return p;
+  }();
+  bytes wire;
+  ASSERT_FALSE(client.write_message(ws::opcode::binary, payload, wire));
+  const std::size_t header = wire.size() - payload.size();
+  ASSERT_EQ(header, 8u);  // 2 + 16-bit length + mask key
+
+  ws::message_reader r{server_reader()};
+  const std::size_t heap_before = atl::test::heap_in_use();
+  std::span<std::byte> data{wire};
+  const ws::read_event ev = r.next(data);
+  const std::size_t heap_during = atl::test::heap_in_use();
+  ASSERT_EQ(ev.kind, ws::read_kind::message);
+  EXPECT_TRUE(ev.in_place);
+  // Unmasked where it arrived, right behind its header: no copy, no buffer of the reader's.
+  EXPECT_EQ(ev.payload.data(), wire.data() + header);
+  EXPECT_TRUE(std::equal(ev.payload.begin(), ev.payload.end(), payload.begin(), payload.end()));
+  EXPECT_EQ(r.buffered(), 0u);
+  EXPECT_EQ(heap_during, heap_before);
+  EXPECT_TRUE(data.empty());
+}
+
+TEST(ws_message, a_message_spread_over_reads_or_frames_is_assembled_not_read_in_place) {
+  ws::message_writer client{ws::role::client};
+  bytes wire;
+  ASSERT_FALSE(client.write_fragment(ws::opcode::binary, to_bytes("one "), false, wire));
+  ASSERT_FALSE(client.write_fragment(ws::opcode::binary, to_bytes("two"), true, wire));
+  ASSERT_FALSE(client.write_message(ws::opcode::text, to_bytes("three"), wire));
+  ws::message_reader r{server_reader()};
+  std::span<std::byte> data{wire};
+  ws::read_event ev = r.next(data);
+  ASSERT_EQ(ev.kind, ws::read_kind::message);
+  EXPECT_FALSE(ev.in_place);
+  EXPECT_EQ(ev.text(), "one two");
+  // A frame cut by the end of a read: its first part is gone with that read's buffer.
+  bytes first(data.begin(), data.begin() + 7);
+  bytes second(data.begin() + 7, data.end());
+  std::span<std::byte> a{first};
+  EXPECT_EQ(r.next(a).kind, ws::read_kind::need_more);
+  std::span<std::byte> b{second};
+  ev = r.next(b);
+  ASSERT_EQ(ev.kind, ws::read_kind::message);
+  EXPECT_FALSE(ev.in_place);
+  EXPECT_EQ(ev.text(), "three");
 }
 
 TEST(ws_message, frees_large_buffers_after_delivering_their_message) {

@@ -56,7 +56,9 @@ enum class read_kind : std::uint8_t {
 };
 
 /// One result of `message_reader::next`. `payload` and `close.reason` point into the reader's
-/// buffers and stay valid until the next call of `next` (copy what you keep).
+/// buffers, or (in-place reading, see `message_reader::next(std::span<std::byte>&)`) into the
+/// caller's input, and stay valid until the next call of `next` and, for the input, as long as
+/// the caller keeps it (copy what you keep).
 struct read_event {
   read_kind kind = read_kind::need_more;  ///< what happened.
   /// `opcode::text` or `opcode::binary` for `message` and `fragment` (also for the later
@@ -66,6 +68,9 @@ struct read_event {
   bool last = false;
   /// Unmasked (and inflated) bytes: the message, the piece, or the control payload.
   std::span<const std::byte> payload;
+  /// `payload` lies in the caller's input (in-place reading, unmasked there), not in the
+  /// reader's buffers.
+  bool in_place = false;
   /// `close`: the parsed code (`no_status` for an empty payload) and reason.
   close_info close;
   /// `error`: why (an `atl::ws::error`).
@@ -107,9 +112,11 @@ struct read_event {
 /// After `close` the reader discards further input (nothing may follow a close frame, §5.5.1)
 /// and returns `need_more`; after `error` it returns the same error without consuming.
 ///
-/// Memory: a message is assembled in one buffer (up to `max_message_size`); buffers over
-/// 64 KiB are freed once their message has been delivered, smaller ones kept for reuse, so a
-/// steady stream of small messages allocates nothing. Not thread-safe: one reader per
+/// Memory: a message is assembled in one buffer (up to `max_message_size`; its first frame's
+/// size, up to 256 KiB, is reserved at once, so it is copied once and never zero-filled);
+/// buffers over 256 KiB are freed once their message has been delivered, smaller ones kept for
+/// reuse, so a steady stream of small messages allocates nothing. Reading in place, a message
+/// whose frame arrives whole is not copied at all. Not thread-safe: one reader per
 /// connection, on its io thread.
 class message_reader {
  public:
@@ -126,8 +133,22 @@ class message_reader {
   void enable_deflate(const deflate_params& params, const deflate_options& options = {});
 
   /// Consumes bytes from the front of `data` (advancing it) up to the next event and returns
-  /// it; returns `need_more` once `data` is used up without an event.
+  /// it; returns `need_more` once `data` is used up without an event. `data` is only read:
+  /// payload is unmasked into the reader's own buffers (one copy per byte).
   read_event next(std::span<const std::byte>& data);
+
+  /// The same, reading in place: `data` is the caller's writable buffer, and the reader may
+  /// unmask it where it lies and hand out payload spans into it instead of copying:
+  /// - a data message whose single frame (or last frame, after zero-length ones) lies wholly
+  ///   in `data` is delivered as a span into `data`;
+  /// - with `stream_fragments`, every piece of an uncompressed message is;
+  /// - compressed frames are unmasked in place and inflated from there.
+  /// Everything else (a message spread over several calls or frames, control frames) is
+  /// assembled in the reader's buffers as with the other overload. Consumed bytes of `data`
+  /// may be overwritten (unmasked); bytes in front of an in-place payload are consumed input
+  /// the caller may reuse (e.g. to build a reply's frame header there). Same events, errors
+  /// and limits as the other overload, whatever the input's split.
+  read_event next(std::span<std::byte>& data);
 
   /// True while a fragmented message has begun and not ended.
   bool in_message() const noexcept { return in_message_; }
@@ -141,6 +162,8 @@ class message_reader {
  private:
   enum class phase : std::uint8_t { header, control_payload, data_payload, closed, failed };
 
+  read_event read(std::span<const std::byte>& data, std::span<std::byte> writable);
+  read_event read_data(std::span<const std::byte>& data, std::span<std::byte> writable);
   read_event fail(std::error_code ec);
   std::error_code begin_data_frame() noexcept;
   read_event finish_control_frame();

@@ -51,6 +51,15 @@ class message_writer {
   /// Same, for text.
   std::error_code write_text(std::string_view text, std::vector<std::byte>& out);
 
+  /// When `write_message(type, payload, out)` would append `payload` unchanged behind its
+  /// header (a server frame below the compression threshold: not masked, not compressed),
+  /// writes that header into `header` and returns its size (2, 4 or 10); otherwise returns 0
+  /// and writes nothing. The frame is then `header` followed by the payload, which the caller
+  /// sends as it likes (gathered, or with the header built in front of the payload) without
+  /// copying the payload into a frame buffer.
+  std::size_t message_header(opcode type, std::size_t payload_size,
+                             std::span<std::byte, max_frame_header_size> header);
+
   /// Appends one fragment of a message sent piece by piece: the first call (no message in
   /// progress) opens a message of `type` (text or binary), later calls send continuations and
   /// ignore `type`; `fin` ends the message. With compression on, a fragmented message is
