@@ -211,8 +211,11 @@ void append_frame(std::vector<std::byte>& out, frame_header h, std::span<const s
   h.payload_size = payload.size();
   std::array<std::byte, max_frame_header_size> header;
   const std::size_t header_size = write_frame_header(h, header);
-  // insert(), not resize(): the bytes are written once, never zero-filled first.
-  out.reserve(out.size() + header_size + payload.size());
+  // insert(), not resize(): the bytes are written once, never zero-filled first. One
+  // allocation for header and payload, but never an exact-fit reserve: that would defeat the
+  // vector's geometric growth and make appending many small frames to one buffer quadratic.
+  const std::size_t needed = out.size() + header_size + payload.size();
+  if (out.capacity() < needed) out.reserve(std::max(needed, 2 * out.capacity()));
   out.insert(out.end(), header.begin(), header.begin() + static_cast<std::ptrdiff_t>(header_size));
   const std::size_t start = out.size();
   out.insert(out.end(), payload.begin(), payload.end());

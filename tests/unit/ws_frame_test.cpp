@@ -360,6 +360,24 @@ TEST(ws_frame, serialises_the_rfc_masked_client_frame_exactly) {
   EXPECT_EQ(out, b({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58}));
 }
 
+// Appending many small frames to one buffer (a batch of pongs, a client building 200,000
+// fragments) must keep the vector's geometric growth: an exact-fit reserve per frame made it
+// reallocate, and copy everything so far, on every append (quadratic).
+TEST(ws_frame, appending_many_frames_grows_the_buffer_geometrically) {
+  bytes out;
+  ws::frame_header h;
+  h.op = ws::opcode::continuation;
+  h.fin = false;
+  std::size_t reallocations = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const std::size_t capacity = out.capacity();
+    ws::append_frame(out, h, text_bytes("x"));
+    if (out.capacity() != capacity) ++reallocations;
+  }
+  EXPECT_EQ(out.size(), 10000u * 3u);
+  EXPECT_LE(reallocations, 40u);
+}
+
 TEST(ws_frame, header_round_trips_through_the_parser) {
   for (auto op : {ws::opcode::text, ws::opcode::binary, ws::opcode::continuation}) {
     for (bool fin : {false, true}) {
