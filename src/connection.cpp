@@ -10,8 +10,6 @@
 #include "atoll/error.hpp"
 #include "connection_impl.hpp"
 #include "handshake.hpp"
-#include "listener.hpp"
-#include "server_impl.hpp"
 #include "tls_context.hpp"
 
 namespace atl {
@@ -36,10 +34,10 @@ const proxy::header* proxied(const std::optional<proxy::header>& h) noexcept {
 connection_impl::extras::extras() = default;
 connection_impl::extras::~extras() = default;
 
-connection_impl::connection_impl(io_thread& t, listener_state& l, slot s, stream_socket socket,
+connection_impl::connection_impl(io_thread& t, connection_context& l, slot s, stream_socket socket,
                                  const compact_address& peer, std::uint64_t id)
     : thread_(t),
-      listener_(l),
+      context_(l),
       counters_(t.counters(l.index())),
       slot_(std::move(s)),
       socket_(std::move(socket)),
@@ -61,8 +59,8 @@ connection_impl::~connection_impl() {
 
 void connection_impl::open(bool after_wait) {
   entry in(*this);
-  const listener_config& cfg = listener_.config();
-  const tls_context* ctx = listener_.tls();
+  const listener_config& cfg = context_.config();
+  const tls_context* ctx = context_.tls();
   if (cfg.proxy_protocol == proxy_protocol_mode::off && ctx == nullptr) {
     return open_handler(after_wait);
   }
@@ -91,11 +89,11 @@ void connection_impl::open_handler(bool after_wait) {
   phase_ = phase::open;
   std::unique_ptr<handler> h;
   try {
-    h = listener_.factory()(*this);
+    h = context_.factory()(*this);
   } catch (const std::exception& e) {
-    listener_.warn_handler_exception(id_, "handler_factory", e.what());
+    context_.warn_handler_exception(id_, "handler_factory", e.what());
   } catch (...) {
-    listener_.warn_handler_exception(id_, "handler_factory", "unknown exception");
+    context_.warn_handler_exception(id_, "handler_factory", "unknown exception");
   }
   if (!h) {
     // Refused: no handler ever saw it, so no on_close; counted as a rejection.
@@ -111,12 +109,12 @@ void connection_impl::open_handler(bool after_wait) {
   if (after_wait) bump(counters_.admitted_after_wait);
   timeout_entry::queue = thread_.timeouts().queue_for(read_timeout_);
   touch_timeout();
-  if (listener_.server().has_event_sink()) {
-    listener_.server().emit(after_wait
-                                ? event::admitted(listener_.index(), id_, peer_.to_endpoint())
-                                : event::accepted(listener_.index(), id_, peer_.to_endpoint()));
+  if (context_.has_event_sink()) {
+    context_.emit(after_wait
+                                ? event::admitted(context_.index(), id_, peer_.to_endpoint())
+                                : event::accepted(context_.index(), id_, peer_.to_endpoint()));
   }
-  if (listener_.config().max_connection_age.count() > 0) start_age_timer();
+  if (context_.config().max_connection_age.count() > 0) start_age_timer();
   invoke("on_open", [&](handler& hd) { hd.on_open(*this); });
   arm_read();
 }
@@ -135,8 +133,8 @@ void connection_impl::reject_unopened(reject_reason why, std::error_code ec) {
   std::error_code ignored;
   socket_.close(ignored);
   bump(counters_.rejected[static_cast<std::size_t>(why)]);
-  if (listener_.server().has_event_sink()) {
-    listener_.server().emit(event::rejected(listener_.index(), id_, why, ec, peer_.to_endpoint()));
+  if (context_.has_event_sink()) {
+    context_.emit(event::rejected(context_.index(), id_, why, ec, peer_.to_endpoint()));
   }
   transport_ = &plain_transport::instance();
   extras_.reset();
@@ -170,7 +168,7 @@ void connection_impl::handshake_step() {
     case kind::want_read: return arm_read();
     case kind::want_write: return arm_write();
     case kind::rejected:
-      if (!r.debug.empty()) listener_.debug_handshake_failure(id_, r.debug);
+      if (!r.debug.empty()) context_.debug_handshake_failure(id_, r.debug);
       return reject_unopened(r.why, r.ec);
     case kind::done: break;
   }
@@ -191,7 +189,7 @@ const proxy::header* connection_impl::proxy_header() const noexcept {
 // ---- max connection age ---------------------------------------------------------------------
 
 void connection_impl::start_age_timer() {
-  const listener_config& cfg = listener_.config();
+  const listener_config& cfg = context_.config();
   more().age_timer =
       after(jittered(cfg.max_connection_age, cfg.max_connection_age_jitter), [this](connection&) {
         if (phase_ != phase::open || draining_) return;
@@ -239,7 +237,7 @@ endpoint connection_impl::peer() const noexcept {
 
 endpoint connection_impl::local() const noexcept {
   if (const proxy::header* h = proxied(); h && !h->destination.empty()) return h->destination;
-  if (peer_.family() == AF_UNIX) return listener_.first_endpoint();
+  if (peer_.family() == AF_UNIX) return context_.first_endpoint();
   // Asked for rarely, so not stored: one getsockname(2) per call, none per accept.
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -247,11 +245,11 @@ endpoint connection_impl::local() const noexcept {
       ::getsockname(const_cast<stream_socket&>(socket_).native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return {};
   }
-  if (ss.ss_family == AF_UNIX) return listener_.first_endpoint();
+  if (ss.ss_family == AF_UNIX) return context_.first_endpoint();
   return endpoint(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-std::size_t connection_impl::listener_index() const noexcept { return listener_.index(); }
+std::size_t connection_impl::listener_index() const noexcept { return context_.index(); }
 
 // ---- reading ------------------------------------------------------------------------------
 
@@ -434,7 +432,7 @@ std::size_t connection_impl::buffered_amount() const noexcept { return out_.buff
 
 send_result connection_impl::send(std::span<const std::byte> data) {
   if (phase_ != phase::open || write_end_ != write_end::open) return send_result::dropped;
-  const listener_config& cfg = listener_.config();
+  const listener_config& cfg = context_.config();
   // The limit applies to what was queued before this send (uWebSockets' rule): one message
   // larger than the limit still goes out whole; a peer that lets messages pile up is dropped.
   if (buffered_amount() > cfg.max_write_buffer) {
@@ -478,7 +476,7 @@ bool connection_impl::await_write(const io_result& r) {
 }
 
 std::size_t connection_impl::max_write_buffer() const noexcept {
-  return listener_.config().max_write_buffer;
+  return context_.config().max_write_buffer;
 }
 
 std::error_code connection_impl::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
@@ -537,7 +535,7 @@ void connection_impl::after_drain() {
     // (Not while a TLS write waits for the peer's bytes: the socket is writable, that wait
     // would complete at once, again and again.)
     if (!write_waits_for_read()) arm_write();
-    if (want_writable_ && buffered_amount() <= listener_.config().write_low_water &&
+    if (want_writable_ && buffered_amount() <= context_.config().write_low_water &&
         phase_ == phase::open) {
       want_writable_ = false;
       invoke("on_writable", [&](handler& h) { h.on_writable(*this); });
@@ -680,17 +678,17 @@ void connection_impl::do_finish(close_reason r, std::error_code ec) {
   socket_.close(ignored);  // also cancels the pending waits
   out_.clear();
   bump(counters_.closed[static_cast<std::size_t>(r)]);
-  if (listener_.server().has_event_sink()) {
-    listener_.server().emit(event::closed(listener_.index(), id_, r, ec, peer_.to_endpoint()));
+  if (context_.has_event_sink()) {
+    context_.emit(event::closed(context_.index(), id_, r, ec, peer_.to_endpoint()));
   }
   if (handler_) {
     ++depth_;
     try {
       handler_->on_close(*this, r, ec);
     } catch (const std::exception& e) {
-      listener_.warn_handler_exception(id_, "on_close", e.what());
+      context_.warn_handler_exception(id_, "on_close", e.what());
     } catch (...) {
-      listener_.warn_handler_exception(id_, "on_close", "unknown exception");
+      context_.warn_handler_exception(id_, "on_close", "unknown exception");
     }
     --depth_;
   }
@@ -726,7 +724,7 @@ void connection_impl::upgrade(std::unique_ptr<handler> next, std::span<const std
 }
 
 void connection_impl::on_handler_exception(const char* what, const char* message) {
-  listener_.warn_handler_exception(id_, what, message);
+  context_.warn_handler_exception(id_, what, message);
   reset_on_close_ = true;
   finish(close_reason::handler_error, errc::handler_exception);
 }

@@ -34,6 +34,7 @@
 #include "asio_types.hpp"
 #include "atoll/connection.hpp"
 #include "compact_address.hpp"
+#include "connection_context.hpp"
 #include "intrusive_list.hpp"
 #include "io_thread.hpp"
 #include "read_timeouts.hpp"
@@ -43,7 +44,6 @@
 
 namespace atl::detail {
 
-class listener_state;
 class handshake_stage;
 
 // What connection::after() allocates: the timer and the callback, owned by the returned
@@ -59,7 +59,7 @@ class connection_impl final : public connection,
                               public timeout_entry,
                               public std::enable_shared_from_this<connection_impl> {
  public:
-  connection_impl(io_thread& t, listener_state& l, slot s, stream_socket socket,
+  connection_impl(io_thread& t, connection_context& l, slot s, stream_socket socket,
                   const compact_address& peer, std::uint64_t id);
   ~connection_impl();
 
@@ -194,7 +194,7 @@ class connection_impl final : public connection,
   void on_handler_exception(const char* what, const char* message);
 
   io_thread& thread_;
-  listener_state& listener_;
+  connection_context& context_;  // the admitting listener, through its narrow interface
   listener_counters& counters_;
   slot slot_;
   stream_socket socket_;

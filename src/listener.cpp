@@ -344,6 +344,10 @@ endpoint listener_state::first_endpoint() const {
   return bound_.empty() ? endpoint() : bound_.front();
 }
 
+bool listener_state::has_event_sink() const noexcept { return server_.has_event_sink(); }
+
+void listener_state::emit(const event& e) const noexcept { server_.emit(e); }
+
 std::vector<endpoint> listener_state::endpoints() const {
   std::lock_guard lock(mutex_);
   return bound_;

@@ -21,6 +21,7 @@
 #include "atoll/listener.hpp"
 #include "atoll/stats.hpp"
 #include "compact_address.hpp"
+#include "connection_context.hpp"
 #include "listener_counters.hpp"
 #include "rate_limited_log.hpp"
 #include "supervisor.hpp"
@@ -33,16 +34,16 @@ class io_thread;
 class acceptor;
 class tls_context;
 
-class listener_state {
+class listener_state final : public connection_context {
  public:
   listener_state(server_impl& server, std::size_t index, listener_config config,
                  handler_factory factory);
   ~listener_state();
 
-  std::size_t index() const noexcept { return index_; }
+  std::size_t index() const noexcept override { return index_; }
   const std::string& name() const noexcept { return name_; }
-  const listener_config& config() const noexcept { return config_; }
-  const handler_factory& factory() const noexcept { return factory_; }
+  const listener_config& config() const noexcept override { return config_; }
+  const handler_factory& factory() const noexcept override { return factory_; }
   supervisor& sup() noexcept { return sup_; }
   const supervisor& sup() const noexcept { return sup_; }
   server_impl& server() noexcept { return server_; }
@@ -51,7 +52,7 @@ class listener_state {
   // files). Throws std::invalid_argument naming the field. Caller's thread, before bind().
   void prepare();
   // The TLS context, or nullptr for a plain listener (fixed after prepare()).
-  const tls_context* tls() const noexcept { return tls_.get(); }
+  const tls_context* tls() const noexcept override { return tls_.get(); }
 
   // Binds the listen sockets (caller's thread). On failure nothing stays bound and `what`
   // names the address and the operation.
@@ -76,12 +77,14 @@ class listener_state {
               const compact_address& peer);
   void count_accept_error(int err);
   void warn_handler_exception(std::uint64_t connection_id, const char* what,
-                              const char* message);
+                              const char* message) override;
   // A failed PROXY / TLS handshake, logged at debug level (they are counted anyway; a
   // scanner must not be able to flood the log).
-  void debug_handshake_failure(std::uint64_t connection_id, const std::string& why);
+  void debug_handshake_failure(std::uint64_t connection_id, const std::string& why) override;
   // Address of the listen socket (for Unix listeners, connection::local()).
-  endpoint first_endpoint() const;
+  endpoint first_endpoint() const override;
+  bool has_event_sink() const noexcept override;
+  void emit(const event& e) const noexcept override;
 
   // Stats and warnings (any thread).
   void fill_stats(listener_stats& out) const;

@@ -75,7 +75,7 @@ class session_impl final : public ws::session, public atl::handler {
     // user from there, not copied out. `data` is const in the handler interface, but this
     // handler's is always memory atoll owns, writes itself and does not read again after
     // on_data returns: the io thread's receive buffer (plain and TLS reads) or the core's copy
-    // of an upgrade's leftover bytes (connection.cpp: read_some, on_readable_tls, settle). A
+    // of an upgrade's leftover bytes (connection.cpp: read_some, settle). A
     // session_impl is installed only by connection::upgrade from http_stage, so no user code
     // calls this with memory of its own.
     read_frames(std::span<std::byte>{const_cast<std::byte*>(data.data()), data.size()});
