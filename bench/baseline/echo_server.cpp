@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "asio_reuseport.hpp"
+
 namespace {
 
 using asio::ip::tcp;
@@ -111,41 +113,6 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-  tcp::endpoint endpoint(asio::ip::make_address(host), port);
-  try {
-    for (unsigned i = 0; i < threads; ++i) {
-      contexts.push_back(std::make_unique<asio::io_context>(1));
-      auto a = std::make_unique<tcp::acceptor>(*contexts.back());
-      a->open(endpoint.protocol());
-      a->set_option(tcp::acceptor::reuse_address(true));
-      const int one = 1;
-      ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-      a->bind(endpoint);
-      a->listen(1024);  // atoll's default backlog
-      // Port 0: the first socket picks the port, the others join it.
-      if (i == 0) endpoint = a->local_endpoint();
-      acceptors.push_back(std::move(a));
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bare-asio-echo: cannot listen on %s:%u: %s\n", host.c_str(), port,
-                 e.what());
-    return 1;
-  }
-  std::printf("listening on %s:%u\n", endpoint.address().to_string().c_str(), endpoint.port());
-  std::fflush(stdout);
-
-  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code, int) {
-    for (auto& c : contexts) c->stop();
-  });
-  for (auto& a : acceptors) accept_loop(*a);
-
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&, i] { contexts[i]->run(); });
-  contexts[0]->run();
-  for (auto& c : contexts) c->stop();
-  for (auto& t : pool) t.join();
-  return 0;
+  return bench::serve_reuseport("bare-asio-echo", host, port, threads,
+                                [&](tcp::acceptor& a) { accept_loop(a); });
 }
