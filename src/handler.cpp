@@ -23,34 +23,36 @@ std::string_view to_string(close_reason r) noexcept {
   return "unknown";
 }
 
-std::string_view to_string(reject_reason r) noexcept {
+namespace {
+
+// One row per reject_reason: its name (metrics labels, logs) and the error code it is reported
+// with (events, stats). One table, so the two cannot disagree or miss a reason.
+struct reject_row {
+  std::string_view name;
+  errc code;
+};
+
+constexpr reject_row row_of(reject_reason r) noexcept {
   switch (r) {
-    case reject_reason::limit: return "limit";
-    case reject_reason::waiting_room_full: return "waiting_room_full";
-    case reject_reason::wait_expired: return "wait_expired";
-    case reject_reason::emfile: return "emfile";
-    case reject_reason::shutdown: return "shutdown";
-    case reject_reason::refused: return "refused";
-    case reject_reason::handshake_timeout: return "handshake_timeout";
-    case reject_reason::tls_handshake_failed: return "tls_handshake_failed";
-    case reject_reason::proxy_header_invalid: return "proxy_header_invalid";
+    case reject_reason::limit: return {"limit", errc::over_limit};
+    case reject_reason::waiting_room_full: return {"waiting_room_full", errc::waiting_room_full};
+    case reject_reason::wait_expired: return {"wait_expired", errc::wait_expired};
+    case reject_reason::emfile: return {"emfile", errc::descriptors_exhausted};
+    case reject_reason::shutdown: return {"shutdown", errc::shutting_down};
+    case reject_reason::refused: return {"refused", errc::handler_refused};
+    case reject_reason::handshake_timeout: return {"handshake_timeout", errc::handshake_timeout};
+    case reject_reason::tls_handshake_failed:
+      return {"tls_handshake_failed", errc::tls_handshake_failed};
+    case reject_reason::proxy_header_invalid:
+      return {"proxy_header_invalid", errc::proxy_header_invalid};
   }
-  return "unknown";
+  return {"unknown", errc::handler_refused};
 }
 
-std::error_code to_error_code(reject_reason r) noexcept {
-  switch (r) {
-    case reject_reason::limit: return errc::over_limit;
-    case reject_reason::waiting_room_full: return errc::waiting_room_full;
-    case reject_reason::wait_expired: return errc::wait_expired;
-    case reject_reason::emfile: return errc::descriptors_exhausted;
-    case reject_reason::shutdown: return errc::shutting_down;
-    case reject_reason::refused: return errc::handler_refused;
-    case reject_reason::handshake_timeout: return errc::handshake_timeout;
-    case reject_reason::tls_handshake_failed: return errc::tls_handshake_failed;
-    case reject_reason::proxy_header_invalid: return errc::proxy_header_invalid;
-  }
-  return errc::handler_refused;
-}
+}  // namespace
+
+std::string_view to_string(reject_reason r) noexcept { return row_of(r).name; }
+
+std::error_code to_error_code(reject_reason r) noexcept { return row_of(r).code; }
 
 }  // namespace atl
