@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "asio_types.hpp"
@@ -29,13 +30,18 @@ struct admission_rules {
   }
 };
 
-// What to do with one accepted socket.
+// What to do with one accepted socket. Made by the named constructors, so a verdict carries
+// only what its action has (a slot to admit with, a reason to reject for).
 struct admission_verdict {
   enum class action { admit, wait, reject };
 
-  action what = action::reject;
-  slot granted;                              // admit: the socket's slot
-  reject_reason why = reject_reason::limit;  // reject: the reason to count
+  static admission_verdict admit(slot s) noexcept { return {action::admit, std::move(s), {}}; }
+  static admission_verdict wait() noexcept { return {action::wait, {}, {}}; }
+  static admission_verdict reject(reject_reason why) noexcept { return {action::reject, {}, why}; }
+
+  action what;
+  slot granted;                      // admit: the socket's slot
+  std::optional<reject_reason> why;  // reject: the reason to count
 };
 
 class admission {

@@ -221,7 +221,7 @@ void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* add
     case admission_verdict::action::admit:
       return admit(t, std::move(w.fd), std::move(v.granted), peer, false);
     case admission_verdict::action::reject:
-      return reject(ctr, std::move(w.fd), v.why, peer);
+      return reject(ctr, std::move(w.fd), *v.why, peer);
     case admission_verdict::action::wait:
       break;
   }
