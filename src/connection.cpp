@@ -34,16 +34,16 @@ const proxy::header* proxied(const std::optional<proxy::header>& h) noexcept {
 connection_impl::extras::extras() = default;
 connection_impl::extras::~extras() = default;
 
-connection_impl::connection_impl(io_thread& t, connection_context& l, slot s, stream_socket socket,
+connection_impl::connection_impl(io_thread& t, connection_context& l, slot s, unique_fd fd,
                                  const compact_address& peer, std::uint64_t id)
     : thread_(t),
       context_(l),
       counters_(t.counters(l.index())),
       slot_(std::move(s)),
-      socket_(std::move(socket)),
       peer_(peer),
       id_(id),
-      read_timeout_(l.config().read_timeout) {}
+      read_timeout_(l.config().read_timeout),
+      fd_(std::move(fd)) {}
 
 connection_impl::extras& connection_impl::more() {
   if (!extras_) extras_ = std::make_unique<extras>();
@@ -55,6 +55,30 @@ connection_impl::~connection_impl() {
   // opened. Unlinked connections may be destroyed after the thread's timeouts are gone.
   if (static_cast<timeout_entry&>(*this).linked()) thread_.timeouts().remove(*this);
   thread_.remove(*this);
+  close_descriptor();
+}
+
+// Owned by itself, filed in the thread's registry and in its readiness set. False: the set
+// refused the descriptor (rejected; nothing else to do).
+bool connection_impl::attach() {
+  std::error_code ec;
+  key_ = thread_.readiness().add(fd_.get(), this, ec);
+  if (ec) {
+    context_.warn_handler_exception(id_, "readiness set", ec.message().c_str());
+    reject_unopened(reject_reason::refused, ec);
+    return false;
+  }
+  self_ = shared_from_this();
+  thread_.add(*this);
+  return true;
+}
+
+// Leaves the readiness set (no system call: the close removes the kernel's registration) and
+// closes the socket.
+void connection_impl::close_descriptor() noexcept {
+  if (key_ != 0) thread_.readiness().remove(std::exchange(key_, 0));
+  fd_.reset();
+  ready_ = 0;
 }
 
 void connection_impl::open(bool after_wait) {
@@ -72,14 +96,13 @@ void connection_impl::open(bool after_wait) {
   x.after_wait = after_wait;
   std::unique_ptr<tls_transport> tls;
   if (ctx != nullptr) {
-    tls = std::make_unique<tls_transport>(ctx->new_session(), socket_.native_handle());
+    tls = std::make_unique<tls_transport>(ctx->new_session(), fd_.get());
     if (!tls->valid()) {
       return reject_unopened(reject_reason::tls_handshake_failed, errc::tls_handshake_failed);
     }
   }
   x.stage = std::make_unique<handshake_stage>(cfg.proxy_protocol, std::move(tls));
-  self_ = shared_from_this();
-  thread_.add(*this);
+  if (!attach()) return;
   timeout_entry::queue = thread_.timeouts().queue_for(cfg.handshake_timeout);
   touch_timeout();
   handshake_step();
@@ -99,13 +122,12 @@ void connection_impl::open_handler(bool after_wait) {
     // Refused: no handler ever saw it, so no on_close; counted as a rejection.
     return reject_unopened(reject_reason::refused, errc::handler_refused);
   }
-  handler_ = std::move(h);
   if (!self_) {
-    self_ = shared_from_this();
-    thread_.add(*this);
+    if (!attach()) return;
   } else {
     thread_.timeouts().remove(*this);  // the handshake's timeout
   }
+  handler_ = std::move(h);
   if (after_wait) bump(counters_.admitted_after_wait);
   timeout_entry::queue = thread_.timeouts().queue_for(read_timeout_);
   touch_timeout();
@@ -128,10 +150,9 @@ void connection_impl::reject_unopened(reject_reason why, std::error_code ec) {
     // A stalled handshake or a peer that is not our proxy: reset, nothing to say to it. (A
     // failed TLS handshake closes normally, so OpenSSL's alert, already written, arrives.)
     linger l{1, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
-  std::error_code ignored;
-  socket_.close(ignored);
+  close_descriptor();
   bump(counters_.rejected[static_cast<std::size_t>(why)]);
   if (context_.has_event_sink()) {
     context_.emit(event::rejected(context_.index(), id_, why, ec, peer_.to_endpoint()));
@@ -139,23 +160,18 @@ void connection_impl::reject_unopened(reject_reason why, std::error_code ec) {
   transport_ = &plain_transport::instance();
   extras_.reset();
   slot_.release();
-  self_.reset();
+  // Inside an entry (a readiness event names the connection by key and holds no reference),
+  // the last reference goes when the outermost entry ends (settle).
+  if (depth_ == 0) self_.reset();
 }
 
 // ---- handshake stage ------------------------------------------------------------------------
-
-// A readiness wait of the handshake phase completed.
-void connection_impl::on_handshake_io(std::error_code ec) {
-  if (!ec) return handshake_step();
-  if (ec == asio::error::operation_aborted) return;
-  reject_unopened(extras_->stage->failure_reason(), ec);
-}
 
 void connection_impl::handshake_step() {
   if (phase_ != phase::handshaking) return;
   extras& x = *extras_;
   const handshake_stage::result r =
-      x.stage->step(socket_.native_handle(), {thread_.receive_buffer(), thread_.receive_buffer_size()});
+      x.stage->step(fd_.get(), {thread_.receive_buffer(), thread_.receive_buffer_size()});
   if (r.bytes_in > 0) bump(counters_.bytes_in, r.bytes_in);
   if (r.proxy_completed) {
     // Also in peer_, which events report.
@@ -165,8 +181,13 @@ void connection_impl::handshake_step() {
   }
   using kind = handshake_stage::result::kind;
   switch (r.what) {
-    case kind::want_read: return arm_read();
-    case kind::want_write: return arm_write();
+    // The stage read or wrote until the socket would block (or took all there was): the next
+    // edge brings it back.
+    case kind::want_read: ready_ &= ~ready_read; return arm_read();
+    case kind::want_write: ready_ &= ~ready_write; return arm_write();
+    case kind::yield:  // more may be there: come back by posted work
+      ready_ |= ready_read;
+      return arm_read();
     case kind::rejected:
       if (!r.debug.empty()) context_.debug_handshake_failure(id_, r.debug);
       return reject_unopened(r.why, r.ec);
@@ -241,8 +262,7 @@ endpoint connection_impl::local() const noexcept {
   // Asked for rarely, so not stored: one getsockname(2) per call, none per accept.
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (!socket_.is_open() ||
-      ::getsockname(const_cast<stream_socket&>(socket_).native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+  if (!fd_ || ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return {};
   }
   if (ss.ss_family == AF_UNIX) return context_.first_endpoint();
@@ -262,38 +282,58 @@ void connection_impl::arm_read() {
 // TLS write needs the peer's bytes to go on, while reading is paused or a close is flushing.
 void connection_impl::arm_read_wait() {
   if (read_wait_ != read_wait::none || phase_ == phase::finished) return;
+  // An edge already seen and not used up (reading was paused, or stopped after a full turn):
+  // none will come for those bytes, so come back by posted work.
+  if (ready_ & ready_read) return post_read();
   read_wait_ = read_wait::readiness;
-  // self_ is set from open to finish: copying it is one atomic increment, cheaper than
-  // shared_from_this() (a weak_ptr lock).
-  socket_.async_wait(stream_socket::wait_read,
-                     [self = self_](std::error_code ec) { self->on_readable(ec); });
 }
 
-void connection_impl::on_readable(std::error_code ec) {
+// Comes back after the other work queued on the thread: to read bytes an edge announced
+// earlier, or the bytes OpenSSL may already hold (which epoll cannot report).
+void connection_impl::post_read() {
+  read_wait_ = read_wait::posted;
+  // self_ is set from open to finish: copying it is one atomic increment, cheaper than
+  // shared_from_this() (a weak_ptr lock).
+  asio::post(thread_.executor(), [self = self_] {
+    entry in(*self);
+    if (self->read_wait_ != read_wait::posted) return;
+    self->on_readable();
+  });
+}
+
+void connection_impl::on_ready(void* target, std::uint32_t events) {
+  static_cast<connection_impl*>(target)->ready(events);
+}
+
+// An edge from the readiness set. Errors and hang-ups make both sides ready: the next read or
+// write reports them.
+void connection_impl::ready(std::uint32_t events) {
+  if (phase_ == phase::finished) return;
   entry in(*this);
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ready_ |= ready_read;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ready_ |= ready_write;
+  if (read_wait_ == read_wait::readiness && (ready_ & ready_read)) on_readable();
+  if (write_armed_ && (ready_ & ready_write) && phase_ < phase::finishing) on_writable_ready();
+}
+
+void connection_impl::on_readable() {
   read_wait_ = read_wait::none;
-  if (phase_ == phase::handshaking) return on_handshake_io(ec);
+  if (phase_ == phase::handshaking) return handshake_step();
   if (phase_ >= phase::finishing) return;
-  if (ec) {
-    if (ec != asio::error::operation_aborted) finish(close_reason::error, ec);
-    return;
-  }
   if (write_waits_for_read()) {
     extras_->write_wants_read = false;
     flush();
     if (phase_ >= phase::finishing) return;
   }
   if (phase_ != phase::open || paused_) return;
-  read_some(false);
+  read_some();
 }
 
-// The read loop, one turn: at most max_reads_per_turn reads, then yield. `speculative`:
-// called without a readiness event on a plain connection, to see whether the next bytes are
-// already there (saves the epoll_ctl of a new wait).
-void connection_impl::read_some(bool speculative) {
+// The read loop, one turn: at most max_reads_per_turn reads, then yield.
+void connection_impl::read_some() {
   std::byte* buf = thread_.receive_buffer();
   const std::size_t cap = thread_.receive_buffer_size();
-  const int fd = socket_.native_handle();
+  const int fd = fd_.get();
   transport& tx = *transport_;
   for (int i = 0; i < max_reads_per_turn; ++i) {
     if (phase_ != phase::open || paused_) return;
@@ -301,56 +341,30 @@ void connection_impl::read_some(bool speculative) {
     if (r.status == io_status::done) {
       bump(counters_.bytes_in, r.n);
       touch_timeout();
+      // Plain: a short read drained the socket; the next bytes bring an edge. TLS: records
+      // are at most 16 KiB and more may wait in the socket; read on until OpenSSL wants it.
+      const bool drained = r.n < cap && !tx.buffers_input();
+      if (drained) ready_ &= ~ready_read;
       invoke("on_data", [&](handler& h) { h.on_data(*this, {buf, r.n}); });
-      // Plain: a short read drained the socket (almost surely); readiness says when there is
-      // more. TLS: records are at most 16 KiB; read on until OpenSSL wants the socket.
-      if (r.n < cap && !tx.buffers_input()) break;
+      if (drained) return arm_read();
       continue;
     }
     switch (r.status) {
       case io_status::want_read:
-        if (speculative && i == 0 && spec_hits_ > 0) --spec_hits_;
-        if (i == 0 || !speculative) return arm_read();
-        break;
+        ready_ &= ~ready_read;
+        return arm_read();
       case io_status::want_write:  // TLS: e.g. answering a key update while the socket is full
+        ready_ &= ~ready_write;
         extras_->read_wants_write = true;
         return arm_write();
       case io_status::eof: return on_peer_eof();
       default: return fail(r.err);
     }
-    break;
   }
-  if (tx.buffers_input()) {
-    // Yield to the other connections. OpenSSL may hold decrypted bytes epoll knows nothing
-    // of, so come back by a post rather than by waiting for the socket.
-    if (phase_ != phase::open || paused_ || read_wait_ != read_wait::none) return;
-    return post_read();
-  }
-  if (speculative && spec_hits_ < 3) ++spec_hits_;
-  rearm_read();
-}
-
-// After a read, wait for the next bytes. Waiting (async_wait) costs an epoll_ctl(MOD) per
-// message in Asio 1.22's reactor; when the peer's next bytes are usually there already (many
-// busy connections), a posted speculative recv is cheaper. A small per-connection score
-// chooses, and a miss-only connection still probes every 16th time.
-void connection_impl::rearm_read() {
-  if (read_wait_ != read_wait::none || paused_ || phase_ != phase::open) return;
-  if (spec_hits_ == 0 && (++spec_probe_ & 15) != 0) return arm_read();
+  // A full turn: yield to the other connections and come back by posted work (the socket,
+  // or OpenSSL, may hold more).
+  if (phase_ != phase::open || paused_ || read_wait_ != read_wait::none) return;
   post_read();
-}
-
-// Reads without waiting for readiness, after the other work queued on the thread: a
-// speculative recv on a plain connection, or the bytes OpenSSL may already hold (which epoll
-// cannot report) on a TLS one.
-void connection_impl::post_read() {
-  read_wait_ = read_wait::posted;
-  asio::post(thread_.executor(), [self = self_] {
-    entry in(*self);
-    self->read_wait_ = read_wait::none;
-    if (self->phase_ != phase::open || self->paused_) return;
-    self->read_some(!self->transport_->buffers_input());
-  });
 }
 
 void connection_impl::on_peer_eof() {
@@ -452,7 +466,7 @@ send_result connection_impl::send(std::span<const std::byte> data) {
 // False: the connection failed (its finish is pending).
 bool connection_impl::write_or_queue(std::span<const std::byte> data) {
   const bool may_write = !write_armed_ && !write_waits_for_read();
-  const io_result r = out_.write(*transport_, socket_.native_handle(), data, may_write);
+  const io_result r = out_.write(*transport_, fd_.get(), data, may_write);
   if (r.n > 0) bump(counters_.bytes_out, r.n);
   if (!await_write(r)) return false;
   // Queued bytes keep the timeout running while reading is paused (see pause_reading).
@@ -463,10 +477,14 @@ bool connection_impl::write_or_queue(std::span<const std::byte> data) {
 // Arms what the write path needs next. False: the connection failed (its finish is pending).
 bool connection_impl::await_write(const io_result& r) {
   switch (r.status) {
-    case io_status::want_write: arm_write(); return true;
+    case io_status::want_write:
+      ready_ &= ~ready_write;
+      arm_write();
+      return true;
     case io_status::want_read:
       // The peer's bytes are needed first (TLS, e.g. a key update): waiting for writability
       // would spin, the socket being writable. on_readable flushes again.
+      ready_ &= ~ready_read;
       extras_->write_wants_read = true;
       arm_read_wait();
       return true;
@@ -500,29 +518,28 @@ std::error_code connection_impl::send_file(int fd, std::uint64_t offset, std::ui
 void connection_impl::arm_write() {
   if (write_armed_ || phase_ == phase::finished) return;
   write_armed_ = true;
-  socket_.async_wait(stream_socket::wait_write,
-                     [self = self_](std::error_code ec) { self->on_writable_ready(ec); });
+  if (!(ready_ & ready_write)) return;  // the next edge
+  // Writable already (the last write did not fill the socket): come back by posted work.
+  asio::post(thread_.executor(), [self = self_] {
+    entry in(*self);
+    if (self->write_armed_) self->on_writable_ready();
+  });
 }
 
-void connection_impl::on_writable_ready(std::error_code ec) {
-  entry in(*this);
+void connection_impl::on_writable_ready() {
   write_armed_ = false;
-  if (phase_ == phase::handshaking) return on_handshake_io(ec);
+  if (phase_ == phase::handshaking) return handshake_step();
   if (phase_ >= phase::finishing) return;
-  if (ec) {
-    if (ec != asio::error::operation_aborted) finish(close_reason::error, ec);
-    return;
-  }
   if (extras_ && extras_->read_wants_write) {
     extras_->read_wants_write = false;
-    if (read_wait_ == read_wait::none) on_readable({});
+    if (read_wait_ == read_wait::none) on_readable();
     if (phase_ >= phase::finishing) return;
   }
   flush();
 }
 
 void connection_impl::flush() {
-  const io_result r = out_.flush(*transport_, socket_.native_handle());
+  const io_result r = out_.flush(*transport_, fd_.get());
   if (r.n > 0) bump(counters_.bytes_out, r.n);
   if (!await_write(r)) return;
   after_drain();
@@ -556,7 +573,7 @@ void connection_impl::after_drain() {
 
 void connection_impl::shut_write_now() {
   write_end_ = write_end::shut;
-  transport_->shutdown_write(socket_.native_handle());
+  transport_->shutdown_write(fd_.get());
 }
 
 void connection_impl::shutdown_write() {
@@ -669,13 +686,12 @@ void connection_impl::do_finish(close_reason r, std::error_code ec) {
   if (reset_on_close_) {
     // RST instead of FIN; with a zero linger time close(2) never blocks.
     linger l{1, 0};
-    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
   } else if (write_end_ != write_end::shut) {
     transport_->before_close();  // TLS: close_notify, one non-blocking attempt
   }
   if (extras_) extras_->age_timer.cancel();
-  std::error_code ignored;
-  socket_.close(ignored);  // also cancels the pending waits
+  close_descriptor();  // no event reaches it from here
   out_.clear();
   bump(counters_.closed[static_cast<std::size_t>(r)]);
   if (context_.has_event_sink()) {
@@ -703,6 +719,10 @@ void connection_impl::do_finish(close_reason r, std::error_code ec) {
 void connection_impl::settle() {
   if (phase_ == phase::finishing) {
     do_finish(pending_reason_, pending_ec_);
+    return;
+  }
+  if (phase_ == phase::finished) {
+    self_.reset();  // rejected before it opened (reject_unopened); may destroy *this
     return;
   }
   if (upgrade_ && phase_ != phase::finished) {

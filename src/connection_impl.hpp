@@ -5,16 +5,23 @@
 // listener asks for it and hands over {PROXY header, transport}; the transport (transport.hpp:
 // plain or TLS) moves the bytes; the write path (write_path.hpp) holds what the kernel has not
 // taken. This class owns the readiness waits, the timeout, the handler and the life cycle.
-// Reads: the connection waits for readability (async_wait, no buffer held while idle) and then
-// reads through its transport into its io thread's receive buffer, handing the handler a span.
+// Readiness (issue 10, item 2): the descriptor is in its io thread's edge-triggered readiness
+// set from admission to close, read and write interest together, never modified per message;
+// no Asio socket object, no pending operation. An edge sets `ready_` bits; a transport that
+// reports "would block" clears the matching bit (and so does a plain short read, which drained
+// the socket). A wait whose bit is set is served by posted work (the edge has passed); one
+// whose bit is clear waits for the next edge.
+// Reads: when readable, the connection reads through its transport into its io thread's
+// receive buffer (no buffer held while idle), handing the handler a span.
 // Writes: send() first writes straight through; only what the kernel refuses is queued, and
 // the queue is flushed with one gathered write per writable event.
 // State: `phase` is the life cycle (opening → [handshaking →] open → [closing →] finishing →
 // finished; finishing: a finish was requested and the outermost entry's end will carry it
 // out); `read_wait` says what brings the read loop back (a readiness wait, posted work, or
 // nothing); `write_end` whether the write side is open, shutting after the queue, or shut.
-// Lifetime: the connection owns itself (self_) from on_open until it finishes; pending async
-// waits hold a shared_ptr too, so it is destroyed only after they complete. It always
+// Lifetime: the connection owns itself (self_) from on_open (or the handshake) until it
+// finishes; posted work holds a shared_ptr too. The readiness set names it by a key, not a
+// pointer, and forgets it when it finishes, so an event cannot reach it after that. It always
 // finishes on its own io thread.
 // Entries (issue 9, the keepalive use-after-free): every way into a connection from its
 // thread's loop — readiness, the read timeout, timers, posted work, handle calls, a drain —
@@ -39,7 +46,9 @@
 #include "io_thread.hpp"
 #include "read_timeouts.hpp"
 #include "supervisor.hpp"
+#include "readiness_set.hpp"
 #include "transport.hpp"
+#include "unique_fd.hpp"
 #include "write_path.hpp"
 
 namespace atl::detail {
@@ -59,7 +68,7 @@ class connection_impl final : public connection,
                               public timeout_entry,
                               public std::enable_shared_from_this<connection_impl> {
  public:
-  connection_impl(io_thread& t, connection_context& l, slot s, stream_socket socket,
+  connection_impl(io_thread& t, connection_context& l, slot s, unique_fd fd,
                   const compact_address& peer, std::uint64_t id);
   ~connection_impl();
 
@@ -110,6 +119,8 @@ class connection_impl final : public connection,
   void upgrade(std::unique_ptr<handler> next, std::span<const std::byte> leftover);
 
   // Server machinery (io thread).
+  // The readiness set's dispatch function: `target` is a connection_impl.
+  static void on_ready(void* target, std::uint32_t events);
   void on_read_timeout();
   void begin_shutdown();
   void force_close();
@@ -162,16 +173,17 @@ class connection_impl final : public connection,
 
   extras& more();
   void open_handler(bool after_wait);
+  bool attach();
   void handshake_step();
-  void on_handshake_io(std::error_code ec);
   void reject_unopened(reject_reason why, std::error_code ec);
   void start_age_timer();
   void arm_read();
   void arm_read_wait();
-  void on_readable(std::error_code ec);
-  void read_some(bool speculative);
-  void rearm_read();
+  void ready(std::uint32_t events);
+  void on_readable();
+  void read_some();
   void post_read();
+  void close_descriptor() noexcept;
   const proxy::header* proxied() const noexcept;
   bool write_or_queue(std::span<const std::byte> data);
   bool await_write(const io_result& r);
@@ -180,7 +192,7 @@ class connection_impl final : public connection,
   bool write_pending() const noexcept { return out_.pending(); }
   bool write_waits_for_read() const noexcept { return extras_ && extras_->write_wants_read; }
   void arm_write();
-  void on_writable_ready(std::error_code ec);
+  void on_writable_ready();
   void flush();
   void after_drain();
   void on_peer_eof();
@@ -197,7 +209,6 @@ class connection_impl final : public connection,
   connection_context& context_;  // the admitting listener, through its narrow interface
   listener_counters& counters_;
   slot slot_;
-  stream_socket socket_;
   transport* transport_ = &plain_transport::instance();  // or extras_->tls
   std::unique_ptr<handler> handler_;
   std::unique_ptr<upgrade_state> upgrade_;
@@ -206,8 +217,10 @@ class connection_impl final : public connection,
   write_path out_;
   compact_address peer_;
   std::uint64_t id_;
+  readiness_set::key key_ = 0;  // in the thread's readiness set while non-zero
   std::chrono::milliseconds read_timeout_;
   std::uint32_t depth_ = 0;
+  unique_fd fd_;
   phase phase_ = phase::opening;
   read_wait read_wait_ = read_wait::none;
   write_end write_end_ = write_end::open;
@@ -221,8 +234,9 @@ class connection_impl final : public connection,
   bool in_timeout_ = false;
   bool reset_on_close_ = false;
   bool aged_ = false;  // max_connection_age passed: a close says errc::max_age_reached
-  std::uint8_t spec_hits_ = 0;   // speculative-read score, 0..3 (rearm_read)
-  std::uint8_t spec_probe_ = 0;  // counts re-arms while the score is 0
+  // Edges seen and not yet consumed by a "would block": readable / writable.
+  static constexpr std::uint8_t ready_read = 1, ready_write = 2;
+  std::uint8_t ready_ = 0;
 };
 
 }  // namespace atl::detail

@@ -24,10 +24,6 @@ handshake_stage::result rejected(reject_reason why, std::error_code ec, std::str
 handshake_stage::handshake_stage(proxy_protocol_mode proxy, std::unique_ptr<tls_transport> tls)
     : mode_(proxy), proxy_done_(proxy == proxy_protocol_mode::off), tls_(std::move(tls)) {}
 
-reject_reason handshake_stage::failure_reason() const noexcept {
-  return proxy_done_ ? reject_reason::tls_handshake_failed : reject_reason::proxy_header_invalid;
-}
-
 handshake_stage::result handshake_stage::step(int fd, std::span<std::byte> scratch) {
   result r;
   if (!proxy_done_) {
@@ -108,7 +104,8 @@ handshake_stage::result handshake_stage::read_proxy_header(int fd, std::span<std
       return r;
     }
   }
-  return r;  // waiting for more
+  r.what = kind::yield;  // a turn's worth taken, the header still incomplete
+  return r;
 }
 
 }  // namespace atl::detail

@@ -25,7 +25,9 @@ class handshake_stage {
   handshake_stage(proxy_protocol_mode proxy, std::unique_ptr<tls_transport> tls);
 
   struct result {
-    enum class kind : std::uint8_t { done, want_read, want_write, rejected };
+    // want_read / want_write: the socket would block (the next edge brings the stage back);
+    // yield: a turn's worth of reads done and more may be there (come back by posted work).
+    enum class kind : std::uint8_t { done, want_read, want_write, yield, rejected };
     kind what = kind::want_read;
     std::size_t bytes_in = 0;         // header bytes taken from the socket by this step
     bool proxy_completed = false;     // the PROXY header became complete in this step
@@ -36,9 +38,6 @@ class handshake_stage {
 
   // Runs as far as the socket allows. `scratch`: the io thread's receive buffer.
   result step(int fd, std::span<std::byte> scratch);
-
-  // The rejection for a failed readiness wait (the reason depends on the phase).
-  reject_reason failure_reason() const noexcept;
 
   // The header read so far (complete once proxy_completed was reported).
   const std::optional<proxy::header>& proxy() const noexcept { return proxy_; }

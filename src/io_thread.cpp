@@ -31,7 +31,8 @@ io_thread::io_thread(std::size_t index, std::size_t receive_buffer_size,
       // scheduler's locking). Measured: -11..15 % instructions per echoed message.
       ctx_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       work_(asio::make_work_guard(ctx_.get_executor())),
-      timeouts_(std::make_unique<read_timeouts>(ctx_.get_executor())) {
+      timeouts_(std::make_unique<read_timeouts>(ctx_.get_executor())),
+      readiness_(std::make_unique<readiness_set>(ctx_.get_executor(), &connection_impl::on_ready)) {
   counters_.reserve(listener_count);
   for (std::size_t i = 0; i < listener_count; ++i) {
     counters_.push_back(std::make_unique<listener_counters>());
@@ -50,6 +51,7 @@ void io_thread::start(std::chrono::milliseconds lag_interval, std::function<void
   on_tick_ = std::move(on_tick);
   lag_timer_.emplace(ctx_.get_executor());
   arm_lag_probe();
+  readiness_->start();
   thread_ = std::thread([this] {
     current_thread = this;
     // Handlers' exceptions are caught at the callback boundary; anything else escaping a
@@ -78,6 +80,7 @@ void io_thread::stop_and_join() {
 void io_thread::release_io_objects() noexcept {
   lag_timer_.reset();
   timeouts_.reset();
+  readiness_->release_io_objects();
 }
 
 void io_thread::add(connection_impl& c) noexcept {

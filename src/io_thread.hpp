@@ -1,5 +1,6 @@
 #pragma once
-// One io thread: its io_context, its receive buffer (shared by all its connections: DESIGN.md
+// One io thread: its io_context, its readiness set (every connection descriptor of the thread,
+// readiness_set.hpp), its receive buffer (shared by all its connections: DESIGN.md
 // "Read buffers"), its connection registries (one per listener, for draining), its read
 // timeouts, its event-loop lag probe and its reserve descriptor for EMFILE.
 
@@ -17,6 +18,7 @@
 #include "intrusive_list.hpp"
 #include "listener_counters.hpp"
 #include "read_timeouts.hpp"
+#include "readiness_set.hpp"
 
 namespace atl::detail {
 
@@ -48,6 +50,8 @@ class io_thread {
   std::byte* receive_buffer() noexcept { return receive_buffer_.get(); }
   std::size_t receive_buffer_size() const noexcept { return receive_buffer_size_; }
   read_timeouts& timeouts() noexcept { return *timeouts_; }
+  // The thread's connection descriptors (owner thread only).
+  readiness_set& readiness() noexcept { return *readiness_; }
 
   // Registries of live connections on this thread, one per listener, so a listener's drain
   // visits only its own connections (owner thread only). add() files `c` under its
@@ -102,6 +106,7 @@ class io_thread {
   asio::io_context ctx_;
   std::optional<asio::executor_work_guard<executor_type>> work_;
   std::unique_ptr<read_timeouts> timeouts_;
+  std::unique_ptr<readiness_set> readiness_;  // its table outlives release_io_objects()
   std::optional<steady_timer> lag_timer_;
   std::thread thread_;
 };

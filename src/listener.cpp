@@ -234,18 +234,8 @@ void listener_state::on_accepted(io_thread& t, unique_fd fd, const sockaddr* add
 void listener_state::admit(io_thread& t, unique_fd fd, slot s, const compact_address& peer,
                            bool after_wait) {
   if (stopping()) return reject(t.counters(index_), std::move(fd), reject_reason::shutdown, peer);
-  stream_socket sock(t.executor());
-  std::error_code ec;
-  // The family of the listen socket (an unnamed Unix peer reports none).
-  const int family = peer.family() == AF_UNSPEC ? AF_UNIX : peer.family();
-  sock.assign(stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd.get(), ec);
-  if (ec) {
-    count_accept_error(ec.value());
-    return;  // fd closed by unique_fd; slot released by RAII
-  }
-  fd.release();  // owned by the socket now
   const std::uint64_t id = t.next_connection_id(server_.thread_count()) + 1;
-  auto c = std::make_shared<connection_impl>(t, *this, std::move(s), std::move(sock), peer, id);
+  auto c = std::make_shared<connection_impl>(t, *this, std::move(s), std::move(fd), peer, id);
   if (alarm_fired_) check_alarms();
   c->open(after_wait);
 }
