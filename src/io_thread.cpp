@@ -31,8 +31,8 @@ io_thread::io_thread(std::size_t index, std::size_t receive_buffer_size,
       // scheduler's locking). Measured: -11..15 % instructions per echoed message.
       ctx_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       work_(asio::make_work_guard(ctx_.get_executor())),
-      timeouts_(std::make_unique<read_timeouts>(ctx_.get_executor())),
-      readiness_(std::make_unique<readiness_set>(ctx_.get_executor(), &connection_impl::on_ready)) {
+      timeouts_(std::make_unique<read_timeouts>(ctx_.get_executor())) {
+  readiness_ = std::make_unique<readiness_set>(ctx_.get_executor(), &connection_impl::on_ready);
   counters_.reserve(listener_count);
   for (std::size_t i = 0; i < listener_count; ++i) {
     counters_.push_back(std::make_unique<listener_counters>());
@@ -41,6 +41,7 @@ io_thread::io_thread(std::size_t index, std::size_t receive_buffer_size,
 
 io_thread::~io_thread() {
   if (thread_.joinable()) stop_and_join();
+  readiness_->release_io_objects();  // its Asio wait, while the io_context exists
   if (spare_fd_ >= 0) ::close(spare_fd_);
 }
 

@@ -101,12 +101,14 @@ class io_thread {
   std::array<std::atomic<std::int64_t>, 128> lag_samples_us_{};
   std::atomic<std::uint32_t> lag_count_{0};
 
+  // Declared before the io_context: its table outlives the work the context destroys (which
+  // may hold connections); its Asio wait is released first (release_io_objects, destructor).
+  std::unique_ptr<readiness_set> readiness_;
   // Io objects must be destroyed before their io_context: the context is declared before
   // the members that use it, so it is destroyed after them.
   asio::io_context ctx_;
   std::optional<asio::executor_work_guard<executor_type>> work_;
   std::unique_ptr<read_timeouts> timeouts_;
-  std::unique_ptr<readiness_set> readiness_;  // its table outlives release_io_objects()
   std::optional<steady_timer> lag_timer_;
   std::thread thread_;
 };

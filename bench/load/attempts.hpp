@@ -2,7 +2,8 @@
 // Short-lived attempts (connect → send a request → wait for the reply → close), as used by
 // churn, the overload extra clients and health probes; and held connections (connect, verify
 // with a 1-byte echo, keep open, check again on demand), as used by overload and idle; held
-// connections optionally over TLS (idle --tls).
+// connections optionally over TLS (idle --tls) and optionally upgraded to WebSocket instead of
+// the echo (idle --ws).
 
 #include <cstdint>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "echo_wire.hpp"
 #include "tls_stream.hpp"
 
 namespace atoll_load {
@@ -84,27 +86,37 @@ class attempt_pool {
 
 // A connection kept open: established (with `tls`: TLS handshake done) and verified with a
 // 1-byte echo, then checked again with check() whenever its owner wants (overload: are held
-// connections still answered?).
+// connections still answered?). With `upgrade` (a wire's handshake, e.g. make_ws_upgrade_wire)
+// it is verified by that handshake's accepted reply instead, and never sent anything after it.
 class held_conn final : public pollable {
  public:
-  enum class state : std::uint8_t { connecting, tls_handshaking, verifying, idle, checking, lost };
+  enum class state : std::uint8_t {
+    connecting,
+    tls_handshaking,
+    upgrading,
+    verifying,
+    idle,
+    checking,
+    lost
+  };
 
-  held_conn(event_loop& loop, const target& to, source_addresses& from, SSL_CTX* tls = nullptr)
-      : loop_(loop), to_(to), from_(from), tls_(tls) {}
+  held_conn(event_loop& loop, const target& to, source_addresses& from, SSL_CTX* tls = nullptr,
+            const echo_wire* upgrade = nullptr)
+      : loop_(loop), to_(to), from_(from), tls_(tls), upgrade_(upgrade) {}
   ~held_conn() override { close(); }
   held_conn(const held_conn&) = delete;
   held_conn& operator=(const held_conn&) = delete;
 
   // Starts connecting; false (and state lost) if the connect failed at once.
   bool open(std::int64_t now);
-  // Sends one byte to be echoed; false if not idle.
+  // Sends one byte to be echoed; false if not idle, or upgraded (a byte is no frame).
   bool check(std::int64_t now);
   void close() noexcept;
 
   state current() const noexcept { return state_; }
   outcome lost_because() const noexcept { return lost_because_; }
   std::int64_t opened_at() const noexcept { return opened_; }
-  // Round-trip times of verify and check echoes, ns.
+  // Round-trip times of verify and check echoes (with `upgrade`: of the handshake), ns.
   histogram& rtt() noexcept { return rtt_; }
   std::uint64_t answered() const noexcept { return answered_; }
 
@@ -114,17 +126,22 @@ class held_conn final : public pollable {
   void lose(outcome why);
   void send_probe(std::int64_t now);
   void tls_step(std::int64_t now);
+  // Connected (and TLS done): the upgrade request if there is one, else the probe.
+  void verify(std::int64_t now);
+  void read_upgrade_reply(std::int64_t now);
 
   event_loop& loop_;
   const target& to_;
   source_addresses& from_;
   SSL_CTX* tls_;
+  const echo_wire* upgrade_;
   int fd_ = -1;
   byte_stream io_;
   state state_ = state::lost;
   outcome lost_because_ = outcome::served;
   std::int64_t opened_ = 0;
-  std::int64_t probe_sent_ = 0;
+  std::int64_t probe_sent_ = 0;  // (or the upgrade request)
+  std::string upgrade_reply_;    // the reply to the upgrade request so far; freed once accepted
   histogram rtt_;
   std::uint64_t answered_ = 0;
 };

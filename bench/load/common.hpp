@@ -44,6 +44,7 @@ struct options {
   std::optional<pid_t> server_pid;
   std::size_t src_ips = 1;  // spread clients over 127.0.0.1 .. 127.0.0.N
   bool tls = false;         // echo, ws-echo, idle: TLS 1.3 client (tls_stream.hpp)
+  bool ws = false;          // idle: a WebSocket upgrade per connection instead of the echo
   // overload
   std::size_t held = 100;  // N connections held (the server's limit)
   std::size_t extra = 50;  // K extra clients at most at once

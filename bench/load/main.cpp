@@ -7,6 +7,7 @@
 //   atoll-load churn    --port P -c 8 [--server-pid PID]
 //   atoll-load overload --port P --held 100 --extra 50 [--rate R] --health-port H
 //   atoll-load idle     --port P -c 10000 --src-ips 8 --server-pid PID
+//   atoll-load idle     --ws --port P -c 10000 --src-ips 8 --server-pid PID   (atoll-ws-echo)
 //   atoll-load echo     --tls --port P -c 50 --size 1024    (also idle --tls, ws-echo --tls)
 //   atoll-load attack   --port P --scenario NAME [--attackers N] --server-pid PID
 //
@@ -68,6 +69,10 @@ void print_help() {
       "echo, ws-echo:\n"
       "  --size S                message bytes (ws-echo: payload per frame) (default %zu)\n"
       "  --inflight K            messages in flight per connection; 1 = ping-pong (default %zu)\n"
+      "idle:\n"
+      "  --ws                    every connection does a WebSocket upgrade (GET, Version 13, no\n"
+      "                          extension offered; a 101 naming one fails it) instead of the\n"
+      "                          1-byte echo, then holds idle; the JSON says \"ws\":true\n"
       "overload:\n"
       "  --held N                connections held open, verified by echo (default %zu)\n"
       "  --extra K               extra clients in flight at most (default %zu)\n"
@@ -139,6 +144,10 @@ options parse(int argc, char** argv) {
     }
     if (flag == "--tls") {
       o.tls = true;
+      continue;
+    }
+    if (flag == "--ws") {
+      o.ws = true;
       continue;
     }
     std::string_view v;
@@ -214,6 +223,7 @@ options parse(int argc, char** argv) {
   if (!have_port) bad("--port", "", "the server's port");
   if (o.tls && o.mode != "echo" && o.mode != "ws-echo" && o.mode != "idle")
     bad("--tls", o.mode, "the mode echo, ws-echo or idle");
+  if (o.ws && o.mode != "idle") bad("--ws", o.mode, "the mode idle");
   return o;
 }
 

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -199,20 +198,16 @@ void echo_client::flush() {
 void echo_client::consume(std::size_t n, const char* data, std::int64_t now) {
   if (phase_ == phase::handshaking) {
     handshake_in_.append(data, n);
-    const auto end = handshake_in_.find(run_.wire.handshake_end);
-    if (end == std::string::npos) {
-      if (handshake_in_.size() > 16384) fail(EPROTO);
-      return;
+    std::size_t size = 0;
+    switch (check_handshake_reply(run_.wire, handshake_in_, size)) {
+      case handshake_reply::incomplete:
+        return;
+      case handshake_reply::refused:
+        return fail(EPROTO);
+      case handshake_reply::accepted:
+        break;
     }
-    if (!handshake_in_.starts_with(run_.wire.handshake_reply_prefix)) return fail(EPROTO);
-    const std::string& absent = run_.wire.handshake_reply_absent;
-    if (!absent.empty()) {
-      std::string head = handshake_in_.substr(0, end);
-      std::transform(head.begin(), head.end(), head.begin(),
-                     [](unsigned char c) { return char(std::tolower(c)); });
-      if (head.find(absent) != std::string::npos) return fail(EPROTO);
-    }
-    const std::size_t rest = handshake_in_.size() - end - run_.wire.handshake_end.size();
+    const std::size_t rest = handshake_in_.size() - size;
     handshake_in_.clear();
     phase_ = phase::running;
     for (std::size_t i = 0; i < sent_at_.size(); ++i) enqueue(now);

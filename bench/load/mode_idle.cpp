@@ -1,5 +1,8 @@
 // idle: open N connections (each verified with a 1-byte echo, so the server has really taken
 // it on; with --tls after a TLS 1.3 handshake) and hold them for --duration without traffic.
+// With --ws each one does a WebSocket upgrade instead of the echo (no extension offered; the
+// server's 101 verifies it; echo_wire.hpp's make_ws_upgrade_wire, as ws-echo's) and is sent
+// nothing after it, so what is held is the server's session as the upgrade left it.
 // With --server-pid: the server's RSS before and after, and the difference per connection.
 
 #include <sys/resource.h>
@@ -11,6 +14,7 @@
 
 #include "attempts.hpp"
 #include "common.hpp"
+#include "echo_wire.hpp"
 
 namespace atoll_load {
 
@@ -29,6 +33,8 @@ int run_idle(const options& o, const target& t) {
   source_addresses sources(t, o.src_ips);
   std::optional<tls_client_context> tls;
   if (o.tls) tls.emplace();
+  std::optional<echo_wire> ws;
+  if (o.ws) ws = make_ws_upgrade_wire(t.text);
   const server_sample before = sample_server(o);
 
   std::vector<std::unique_ptr<held_conn>> conns;
@@ -53,8 +59,8 @@ int run_idle(const options& o, const target& t) {
     }
     if (ready + lost >= o.connections) break;
     while (conns.size() < o.connections && pending < max_connecting) {
-      conns.push_back(
-          std::make_unique<held_conn>(loop, t, sources, tls ? tls->native() : nullptr));
+      conns.push_back(std::make_unique<held_conn>(loop, t, sources, tls ? tls->native() : nullptr,
+                                                  ws ? &*ws : nullptr));
       conns.back()->open(now_ns());
       ++pending;
     }
@@ -87,7 +93,7 @@ int run_idle(const options& o, const target& t) {
   conns.clear();  // closes them all
 
   json_object j;
-  j.str("mode", "idle").str("target", t.text).boolean("tls", o.tls);
+  j.str("mode", "idle").str("target", t.text).boolean("tls", o.tls).boolean("ws", o.ws);
   j.integer("connections", static_cast<std::int64_t>(o.connections));
   j.integer("established", static_cast<std::int64_t>(ready));
   j.integer("failed", static_cast<std::int64_t>(lost));
