@@ -191,15 +191,14 @@ TEST_F(readiness_set_test, the_io_context_runs_batches_once_started) {
   ASSERT_EQ(::send(p.b.get(), "x", 1, 0), 1);
   // Bounded: each run_one handles one completion; the first batch may report only the
   // registration (writable) if the byte came after it.
-  for (int i = 0; i < 20; ++i) {
-    bool readable = false;
-    for (auto& c : rec.calls) readable = readable || (c.second & EPOLLIN);
-    if (readable) break;
-    ctx.run_one_for(std::chrono::seconds(5));
-  }
-  bool readable = false;
-  for (auto& c : rec.calls) readable = readable || (c.second & EPOLLIN);
-  EXPECT_TRUE(readable);
+  const auto saw_readable = [&] {
+    for (auto& c : rec.calls) {
+      if (c.second & EPOLLIN) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < 20 && !saw_readable(); ++i) ctx.run_one_for(std::chrono::seconds(5));
+  EXPECT_TRUE(saw_readable());
   set.release_io_objects();
   EXPECT_EQ(set.native_handle(), -1);
   EXPECT_EQ(set.add(p.a.get(), &t, ec), 0u);  // released: refused
